@@ -1,0 +1,136 @@
+package panel
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// bindingTable is the operator's own table, the one it may create on MySQL: which User resource
+// manages which panel user, so that ownership survives a lost status (a restore from git into a
+// new cluster re-binds instead of conflicting).
+const bindingTable = "puq_operator_bindings"
+
+// Binding says that a panel user belongs to a User resource.
+type Binding struct {
+	UserUUID    string
+	Namespace   string
+	Name        string
+	ResourceUID string
+	InstanceID  string
+}
+
+// SameResource reports whether b is held by the resource namespace/name of operator instance.
+// The UID may differ: a resource re-applied to a new cluster keeps its name, not its UID.
+func (b Binding) SameResource(namespace, name, instance string) bool {
+	return b.Namespace == namespace && b.Name == name && b.InstanceID == instance
+}
+
+func (s *Store) createBindingTable(ctx context.Context) error {
+	ddl := "CREATE TABLE IF NOT EXISTS " + bindingTable + ` (
+  user_uuid VARCHAR(36) NOT NULL PRIMARY KEY,
+  namespace VARCHAR(253) NOT NULL,
+  name VARCHAR(253) NOT NULL,
+  resource_uid VARCHAR(36) NOT NULL,
+  instance_id VARCHAR(253) NOT NULL,
+  created_at TIMESTAMP NULL,
+  updated_at TEXT NULL`
+	if s.engine == EngineMySQL {
+		ddl += ",\n  KEY puq_operator_bindings_resource_index (instance_id, namespace, name)\n)" +
+			" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+	} else {
+		ddl += "\n)"
+	}
+	if _, err := s.db.ExecContext(ctx, ddl); err != nil {
+		return classify("create the operator's binding table "+bindingTable, err)
+	}
+	return nil
+}
+
+// GetBinding returns the binding of a panel user; ErrNotFound when it has none.
+func (s *Store) GetBinding(ctx context.Context, userUUID string) (Binding, error) {
+	b := Binding{UserUUID: userUUID}
+	err := s.db.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id FROM "+bindingTable+
+		" WHERE user_uuid = ?", userUUID).Scan(&b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID)
+	if isNoRows(err) {
+		return b, fmt.Errorf("binding of user %s: %w", userUUID, ErrNotFound)
+	}
+	return b, classify("read the binding", err)
+}
+
+// FindBinding returns the binding held by a resource; ErrNotFound when it holds none.
+func (s *Store) FindBinding(ctx context.Context, instance, namespace, name string) (Binding, error) {
+	b := Binding{Namespace: namespace, Name: name, InstanceID: instance}
+	err := s.db.QueryRowContext(ctx, "SELECT user_uuid, resource_uid FROM "+bindingTable+
+		" WHERE instance_id = ? AND namespace = ? AND name = ? ORDER BY updated_at DESC LIMIT 1",
+		instance, namespace, name).Scan(&b.UserUUID, &b.ResourceUID)
+	if isNoRows(err) {
+		return b, fmt.Errorf("binding of %s/%s: %w", namespace, name, ErrNotFound)
+	}
+	return b, classify("read the binding", err)
+}
+
+// Bind records that the panel user belongs to the resource, replacing any earlier binding of the
+// user. It writes nothing when the binding is already exactly this one.
+func (s *Store) Bind(ctx context.Context, b Binding) error {
+	return s.tx(ctx, "bind the panel user", func(tx *sql.Tx) error {
+		var cur Binding
+		err := tx.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id FROM "+bindingTable+
+			" WHERE user_uuid = ?"+s.forUpdate(), b.UserUUID).Scan(&cur.Namespace, &cur.Name, &cur.ResourceUID, &cur.InstanceID)
+		now := s.timestamp()
+		switch {
+		case isNoRows(err):
+			_, err = tx.ExecContext(ctx, "INSERT INTO "+bindingTable+" (user_uuid, namespace, name, resource_uid, "+
+				"instance_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+				b.UserUUID, b.Namespace, b.Name, b.ResourceUID, b.InstanceID, now, now)
+			return err
+		case err != nil:
+			return err
+		}
+		cur.UserUUID = b.UserUUID
+		if cur == b {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, "UPDATE "+bindingTable+" SET namespace = ?, name = ?, resource_uid = ?, "+
+			"instance_id = ?, updated_at = ? WHERE user_uuid = ?", b.Namespace, b.Name, b.ResourceUID, b.InstanceID, now, b.UserUUID)
+		return err
+	})
+}
+
+// Unbind forgets the binding of a panel user, leaving the user itself alone.
+func (s *Store) Unbind(ctx context.Context, userUUID string) error {
+	_, err := s.db.ExecContext(ctx, "DELETE FROM "+bindingTable+" WHERE user_uuid = ?", userUUID)
+	return classify("unbind the panel user", err)
+}
+
+// CreateDemoClient adds a client to an embedded SQLite database, for trying the operator without
+// a panel. It is idempotent by company name and refused on MySQL, where clients are the panel's.
+func (s *Store) CreateDemoClient(ctx context.Context, c Client) (Client, error) {
+	if s.engine != EngineSQLite {
+		return Client{}, fmt.Errorf("%w: demo clients exist only in the embedded SQLite database", ErrRefused)
+	}
+	if existing, err := s.FindClient(ctx, "", c.CompanyName); err == nil {
+		return existing, nil
+	}
+	now := s.timestamp()
+	first, last := c.Name, ""
+	if i := len(first); i > 0 {
+		for j := range first {
+			if first[j] == ' ' {
+				first, last = c.Name[:j], c.Name[j+1:]
+				break
+			}
+		}
+	}
+	status := c.Status
+	if status == "" {
+		status = "active"
+	}
+	_, err := s.db.ExecContext(ctx, "INSERT INTO clients (uuid, firstname, lastname, company_name, tax_id, status, "+
+		"created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", c.UUID, first, nullable(last), nullable(c.CompanyName),
+		nullable(c.TaxID), status, now, now)
+	if err != nil {
+		return Client{}, classify("create the demo client", err)
+	}
+	return s.FindClient(ctx, c.UUID, "")
+}

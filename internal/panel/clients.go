@@ -1,0 +1,289 @@
+package panel
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// PermissionKeys are the panel's per-client permission keys, in the panel's order
+// (config/userPermissions.php). Stored permissions always follow this order.
+var PermissionKeys = []string{"modify-master-profile", "manage-users", "manage-services", "manage-domains",
+	"manage-invoices", "manage-support-tickets", "manage-affiliate", "manage-orders"}
+
+// Client is a panel client as the "User Clients" view shows it.
+type Client struct {
+	UUID        string
+	Name        string // firstname and lastname
+	CompanyName string
+	TaxID       string
+	Status      string // new, active, inactive, closed, fraud
+}
+
+// UserClient is a client a user is associated with.
+type UserClient struct {
+	Client
+	Owner       bool
+	Permissions []string
+}
+
+// Membership is one client_x_user row.
+type Membership struct {
+	Owner       bool
+	Permissions []string
+}
+
+const clientColumns = "c.`uuid`, c.`firstname`, c.`lastname`, c.`company_name`, c.`tax_id`, c.`status`"
+
+func scanClient(scan func(...any) error, extra ...any) (Client, error) {
+	var c Client
+	var first, last, company, tax, status sql.NullString
+	if err := scan(append([]any{&c.UUID, &first, &last, &company, &tax, &status}, extra...)...); err != nil {
+		return c, err
+	}
+	c.Name = strings.TrimSpace(first.String + " " + last.String)
+	c.CompanyName, c.TaxID, c.Status = company.String, tax.String, status.String
+	return c, nil
+}
+
+// FindClient finds a client by UUID or, when clientUUID is empty, by company name (compared the
+// way the panel's collation compares).
+func (s *Store) FindClient(ctx context.Context, clientUUID, companyName string) (Client, error) {
+	where, arg := "c.`uuid` = ?", any(clientUUID)
+	if clientUUID == "" {
+		where, arg = "c.`company_name` = ?", companyName
+	}
+	c, err := scanClient(s.db.QueryRowContext(ctx, "SELECT "+clientColumns+" FROM clients c WHERE "+where, arg).Scan)
+	if isNoRows(err) {
+		if clientUUID != "" {
+			return c, fmt.Errorf("client %s: %w", clientUUID, ErrNotFound)
+		}
+		return c, fmt.Errorf("client with company name %q: %w", companyName, ErrNotFound)
+	}
+	return c, classify("read the panel client", err)
+}
+
+// UserClients lists the clients a user is associated with, owner first, then by company and name:
+// what the panel's "User Clients" view shows, including associations made in the panel UI.
+func (s *Store) UserClients(ctx context.Context, userUUID string) ([]UserClient, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+clientColumns+", x.`owner`, x.`permissions` FROM client_x_user x "+
+		"JOIN clients c ON c.`uuid` = x.`client_uuid` WHERE x.`user_uuid` = ? "+
+		"ORDER BY x.`owner` DESC, c.`company_name`, c.`firstname`, c.`uuid`", userUUID)
+	if err != nil {
+		return nil, classify("read the user's clients", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []UserClient
+	for rows.Next() {
+		var uc UserClient
+		var perms sql.NullString
+		uc.Client, err = scanClient(rows.Scan, &uc.Owner, &perms)
+		if err != nil {
+			return nil, classify("read the user's clients", err)
+		}
+		uc.Permissions = parsePermissions(perms.String)
+		out = append(out, uc)
+	}
+	return out, classify("read the user's clients", rows.Err())
+}
+
+// clientNamesOf names the clients a user is associated with, for refusal messages.
+func (s *Store) clientNamesOf(ctx context.Context, q querier, userUUID string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT c.`uuid`, c.`company_name`, c.`firstname`, c.`lastname` FROM client_x_user x "+
+		"JOIN clients c ON c.`uuid` = x.`client_uuid` WHERE x.`user_uuid` = ? ORDER BY c.`uuid`", userUUID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var names []string
+	for rows.Next() {
+		var id string
+		var company, first, last sql.NullString
+		if err := rows.Scan(&id, &company, &first, &last); err != nil {
+			return nil, err
+		}
+		name := company.String
+		if name == "" {
+			name = strings.TrimSpace(first.String + " " + last.String)
+		}
+		names = append(names, fmt.Sprintf("%s (%s)", name, id))
+	}
+	return names, rows.Err()
+}
+
+// GetMembership reads the association of a user with a client.
+func (s *Store) GetMembership(ctx context.Context, userUUID, clientUUID string) (Membership, error) {
+	m, err := s.readMembership(ctx, s.db, userUUID, clientUUID, false)
+	if isNoRows(err) {
+		return m, fmt.Errorf("association of user %s with client %s: %w", userUUID, clientUUID, ErrNotFound)
+	}
+	return m, classify("read the association", err)
+}
+
+func (s *Store) readMembership(ctx context.Context, q querier, userUUID, clientUUID string, lock bool) (Membership, error) {
+	var m Membership
+	var perms sql.NullString
+	query := "SELECT `owner`, `permissions` FROM client_x_user WHERE user_uuid = ? AND client_uuid = ?"
+	if lock {
+		query += s.forUpdate()
+	}
+	err := q.QueryRowContext(ctx, query, userUUID, clientUUID).Scan(&m.Owner, &perms)
+	m.Permissions = parsePermissions(perms.String)
+	return m, err
+}
+
+// ApplyMembership makes the association of a user with a client match: as owner, it transfers
+// ownership exactly as the panel's Client::updateOwner does (the previous owner keeps every
+// permission and loses the flag; the new owner gets every permission); otherwise it writes the
+// permissions as the panel's JSON array. It writes nothing when the row already matches, and
+// refuses to take ownership away from the owner (only a transfer can do that, as in the panel).
+func (s *Store) ApplyMembership(ctx context.Context, userUUID, clientUUID string, owner bool, permissions []string) (bool, error) {
+	perms, err := encodePermissions(permissions)
+	if err != nil {
+		return false, err
+	}
+	all, _ := encodePermissions(PermissionKeys)
+	changed := false
+	err = s.tx(ctx, "write the association", func(tx *sql.Tx) error {
+		changed = false
+		now := s.timestamp()
+		current, err := s.readMembership(ctx, tx, userUUID, clientUUID, true)
+		exists := err == nil
+		if err != nil && !isNoRows(err) {
+			return err
+		}
+		if owner {
+			if exists && current.Owner && slices.Equal(current.Permissions, PermissionKeys) {
+				return nil
+			}
+			changed = true
+			if !exists {
+				if err := s.insertMembership(ctx, tx, userUUID, clientUUID, all, now); err != nil {
+					return err
+				}
+			}
+			return s.transferOwnership(ctx, tx, userUUID, clientUUID, all, now)
+		}
+		if exists && current.Owner {
+			return fmt.Errorf("%w: the user owns the client; make another user the owner to take ownership away", ErrRefused)
+		}
+		if exists && samePermissions(current.Permissions, permissions) {
+			return nil
+		}
+		changed = true
+		if !exists {
+			return s.insertMembership(ctx, tx, userUUID, clientUUID, perms, now)
+		}
+		_, err = tx.ExecContext(ctx, "UPDATE client_x_user SET `permissions` = ?, `updated_at` = ? "+
+			"WHERE user_uuid = ? AND client_uuid = ?", perms, now, userUUID, clientUUID)
+		return err
+	})
+	return changed, err
+}
+
+func (s *Store) insertMembership(ctx context.Context, tx *sql.Tx, userUUID, clientUUID, perms, now string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM users WHERE uuid = ?", userUUID).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("user %s: %w", userUUID, ErrNotFound)
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM clients WHERE uuid = ?", clientUUID).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("client %s: %w", clientUUID, ErrNotFound)
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO client_x_user (`client_uuid`, `user_uuid`, `owner`, `permissions`, "+
+		"`created_at`, `updated_at`) VALUES (?, ?, 0, ?, ?, ?)", clientUUID, userUUID, perms, now, now)
+	return err
+}
+
+// transferOwnership is Client::updateOwner: every key to the previous owner, the flag cleared on
+// every row of the client, then the flag and every key on the new owner's row.
+func (s *Store) transferOwnership(ctx context.Context, tx *sql.Tx, userUUID, clientUUID, all, now string) error {
+	if _, err := tx.ExecContext(ctx, "UPDATE client_x_user SET `permissions` = ?, `updated_at` = ? "+
+		"WHERE client_uuid = ? AND `owner` = 1 AND user_uuid <> ?", all, now, clientUUID, userUUID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE client_x_user SET `owner` = 0, `updated_at` = ? "+
+		"WHERE client_uuid = ? AND `owner` = 1 AND user_uuid <> ?", now, clientUUID, userUUID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, "UPDATE client_x_user SET `owner` = 1, `permissions` = ?, `updated_at` = ? "+
+		"WHERE client_uuid = ? AND user_uuid = ?", all, now, clientUUID, userUUID)
+	return err
+}
+
+// RemoveMembership removes a user from a client. Refused for the owner, as the panel refuses
+// ("Cannot remove owner"). An association already gone is not an error.
+func (s *Store) RemoveMembership(ctx context.Context, userUUID, clientUUID string) error {
+	return s.tx(ctx, "remove the association", func(tx *sql.Tx) error {
+		current, err := s.readMembership(ctx, tx, userUUID, clientUUID, true)
+		if isNoRows(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if current.Owner {
+			return fmt.Errorf("%w: Cannot remove owner", ErrRefused)
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM client_x_user WHERE user_uuid = ? AND client_uuid = ?", userUUID, clientUUID)
+		return err
+	})
+}
+
+// ClientOwner returns the UUID of the client's owner, or "" when it has none.
+func (s *Store) ClientOwner(ctx context.Context, clientUUID string) (string, error) {
+	var owner string
+	err := s.db.QueryRowContext(ctx, "SELECT user_uuid FROM client_x_user WHERE client_uuid = ? AND `owner` = 1 "+
+		"ORDER BY user_uuid LIMIT 1", clientUUID).Scan(&owner)
+	if isNoRows(err) {
+		return "", nil
+	}
+	return owner, classify("read the client's owner", err)
+}
+
+// encodePermissions renders permission keys as the panel stores them: a JSON array in the panel's
+// key order, without duplicates.
+func encodePermissions(keys []string) (string, error) {
+	ordered := make([]string, 0, len(keys))
+	for _, k := range PermissionKeys {
+		if slices.Contains(keys, k) {
+			ordered = append(ordered, k)
+		}
+	}
+	for _, k := range keys {
+		if !slices.Contains(PermissionKeys, k) {
+			return "", fmt.Errorf("%w: unknown permission %q", ErrInvalid, k)
+		}
+	}
+	b, err := json.Marshal(ordered)
+	return string(b), err
+}
+
+// parsePermissions reads a stored permissions value, returning the known keys in panel order.
+func parsePermissions(v string) []string {
+	var keys []string
+	if err := json.Unmarshal([]byte(v), &keys); err != nil {
+		return []string{}
+	}
+	out := make([]string, 0, len(keys))
+	for _, k := range PermissionKeys {
+		if slices.Contains(keys, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func samePermissions(stored, desired []string) bool {
+	a, _ := encodePermissions(stored)
+	b, _ := encodePermissions(desired)
+	return a == b
+}

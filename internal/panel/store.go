@@ -1,0 +1,297 @@
+// Package panel is the PUQcloud Panel database as the operator sees it: a small API over
+// database/sql that writes rows the panel cannot tell from its own (../shared/panel-contract.md).
+// Two engines: MySQL/MariaDB (the panel's own database; the operator never creates or alters a
+// panel table there) and SQLite (an embedded database with the same tables, for trying the
+// operator without a panel). Every multi-row change runs in one transaction; nothing is written
+// when nothing differs.
+package panel
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/go-sql-driver/mysql"
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
+	"modernc.org/sqlite"
+)
+
+// Engine is the kind of database behind a Store.
+type Engine string
+
+const (
+	// EngineMySQL is MySQL or MariaDB, the panel's real database.
+	EngineMySQL Engine = "mysql"
+	// EngineSQLite is the embedded database file.
+	EngineSQLite Engine = "sqlite"
+)
+
+// PasswordEnv is the environment variable the database password is read from when no password
+// file is given.
+const PasswordEnv = "PANEL_DB_PASSWORD"
+
+// Options configure Open.
+type Options struct {
+	// DSN is "mysql://user@tcp(host:3306)/db?param=value" or "sqlite:///path/to/panel.db".
+	// It must not hold a password.
+	DSN string
+	// PasswordFile holds the MySQL password. Empty: the PANEL_DB_PASSWORD environment variable.
+	PasswordFile string
+	// Location is the panel's timezone (APP_TIMEZONE), for created_at and updated_at. Nil: UTC.
+	Location *time.Location
+	// Now returns the current time; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Store is the panel database. It is safe for concurrent use.
+type Store struct {
+	db     *sql.DB
+	engine Engine
+	loc    *time.Location
+	now    func() time.Time
+}
+
+//go:embed schema_sqlite.sql
+var sqliteSchema string
+
+var registerCollation sync.Once
+
+// Open connects to the panel database named by opts.DSN and checks it: on MySQL that every table
+// and column the operator uses exists; on SQLite it creates the panel tables when missing. Either
+// way it creates the operator's own binding table when missing.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	s := &Store{loc: opts.Location, now: opts.Now}
+	if s.loc == nil {
+		s.loc = time.UTC
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var err error
+	switch {
+	case strings.HasPrefix(opts.DSN, "mysql://"):
+		s.engine = EngineMySQL
+		s.db, err = openMySQL(strings.TrimPrefix(opts.DSN, "mysql://"), opts.PasswordFile)
+	case strings.HasPrefix(opts.DSN, "sqlite://"):
+		s.engine = EngineSQLite
+		s.db, err = openSQLite(strings.TrimPrefix(opts.DSN, "sqlite://"))
+	default:
+		return nil, fmt.Errorf("%w: the panel DSN must start with mysql:// or sqlite://", ErrInvalid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.prepare(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot parse the mysql DSN (want mysql://user@tcp(host:3306)/database): %s",
+			ErrInvalid, strings.ReplaceAll(err.Error(), dsn, "<dsn>"))
+	}
+	if cfg.Passwd != "" {
+		return nil, fmt.Errorf("%w: the panel DSN must not hold a password; use --panel-password-file or %s",
+			ErrInvalid, PasswordEnv)
+	}
+	switch {
+	case passwordFile != "":
+		raw, err := os.ReadFile(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the panel database password file: %w", err)
+		}
+		cfg.Passwd = strings.TrimRight(string(raw), "\r\n")
+	default:
+		cfg.Passwd = os.Getenv(PasswordEnv)
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	// The panel's own connection settings: UTC session, utf8mb4_unicode_ci.
+	cfg.Params["time_zone"] = "'+00:00'"
+	cfg.Collation = "utf8mb4_unicode_ci"
+	cfg.ParseTime = false
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	return db, nil
+}
+
+func openSQLite(path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: the sqlite DSN needs a path, e.g. sqlite:///var/lib/puq/panel.db", ErrInvalid)
+	}
+	registerCollation.Do(func() {
+		sqlite.MustRegisterCollationUtf8("unicode_ci", func(a, b string) int { return strings.Compare(Fold(a), Fold(b)) })
+	})
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the sqlite database: %w", err)
+	}
+	// One writer at a time is SQLite's rule; one connection keeps transactions from failing busy.
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
+
+// Engine says which kind of database this is.
+func (s *Store) Engine() Engine { return s.engine }
+
+// DB is the underlying handle, for tests and health checks.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return classify("reach the panel database", s.db.PingContext(ctx))
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	if err := s.Ping(ctx); err != nil {
+		return err
+	}
+	if s.engine == EngineSQLite {
+		if _, err := s.db.ExecContext(ctx, sqliteSchema); err != nil {
+			return classify("create the panel tables", err)
+		}
+	} else if err := s.checkSchema(ctx); err != nil {
+		return err
+	}
+	return s.createBindingTable(ctx)
+}
+
+// requiredColumns are the panel tables and columns the operator reads or writes.
+var requiredColumns = map[string][]string{
+	"users": {"uuid", "email", "phone_number", "password", "status", "two_factor", "disable", "firstname",
+		"lastname", "email_verified", "phone_verified", "language", "notes", "admin_notes",
+		"password_reset_token", "password_reset_token_created_at", "created_at", "updated_at"},
+	"verifications": {"uuid", "user_uuid", "type", "value", "secret", "device_name", "verified", "default",
+		"expires_at", "last_used_at", "created_at", "updated_at"},
+	"clients":       {"uuid", "firstname", "lastname", "company_name", "tax_id", "status"},
+	"client_x_user": {"client_uuid", "user_uuid", "owner", "permissions", "created_at", "updated_at"},
+	"activity_logs": {"uuid", "admin_uuid", "client_uuid", "user_uuid", "level", "action", "description",
+		"model_type", "model_uuid", "model_old_data", "model_new_data", "ip_address", "created_at", "updated_at"},
+}
+
+// schemaOrder fixes the order tables are checked in, so the first error is always the same.
+var schemaOrder = []string{"users", "verifications", "clients", "client_x_user", "activity_logs"}
+
+func (s *Store) checkSchema(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT table_name, column_name FROM information_schema.columns
+		WHERE table_schema = DATABASE()`)
+	if err != nil {
+		return classify("read the panel schema", err)
+	}
+	defer func() { _ = rows.Close() }()
+	have := map[string]map[string]bool{}
+	for rows.Next() {
+		var table, column string
+		if err := rows.Scan(&table, &column); err != nil {
+			return classify("read the panel schema", err)
+		}
+		if have[table] == nil {
+			have[table] = map[string]bool{}
+		}
+		have[table][column] = true
+	}
+	if err := rows.Err(); err != nil {
+		return classify("read the panel schema", err)
+	}
+	var problems []string
+	for _, table := range schemaOrder {
+		cols, ok := have[table]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("table %s is missing", table))
+			continue
+		}
+		for _, c := range requiredColumns[table] {
+			if !cols[c] {
+				problems = append(problems, fmt.Sprintf("table %s lacks column %s", table, c))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s: is this a PUQcloud database?", ErrSchema, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// tx runs fn in one transaction, committing when it returns nil and rolling back otherwise.
+func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return classify(op, err)
+	}
+	return classify(op, tx.Commit())
+}
+
+// forUpdate locks the rows a transaction reads on MySQL; SQLite locks the whole database anyway.
+func (s *Store) forUpdate() string {
+	if s.engine == EngineMySQL {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+// timestamp is the panel's created_at/updated_at form: Y-m-d H:i:s in the panel's timezone.
+func (s *Store) timestamp() string {
+	return s.now().In(s.loc).Format(time.DateTime)
+}
+
+// Fold is the form in which the panel's utf8mb4_unicode_ci collation compares strings: case,
+// accents and trailing spaces do not matter. "José@X.io " and "jose@x.io" fold alike.
+func Fold(v string) string {
+	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+	folded, _, err := transform.String(t, v)
+	if err != nil {
+		folded = v
+	}
+	return strings.ToLower(strings.TrimRight(folded, " "))
+}
+
+// NormalizeEmail is the key under which two emails collide in the panel: trimmed and folded.
+func NormalizeEmail(email string) string { return Fold(strings.TrimSpace(email)) }
+
+func nullable(v string) any {
+	if v == "" {
+		return nil
+	}
+	return v
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var errNoRows = sql.ErrNoRows
+
+func isNoRows(err error) bool { return errors.Is(err, errNoRows) }

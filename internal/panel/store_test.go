@@ -1,0 +1,806 @@
+package panel_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/testdb"
+)
+
+var mariadb *testdb.MariaDB
+
+func TestMain(m *testing.M) {
+	var err error
+	mariadb, err = testdb.StartMariaDB()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	mariadb.Close()
+	os.Exit(code)
+}
+
+// fixture is one engine under test: the store and a direct connection to the same database.
+type fixture struct {
+	store *panel.Store
+	db    *sql.DB
+	clock *time.Time
+}
+
+// engines runs a test on MariaDB and on SQLite, each with a fresh panel database.
+func engines(t *testing.T, test func(t *testing.T, f fixture)) {
+	t.Run("mariadb", func(t *testing.T) {
+		p, err := mariadb.NewPanel(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Root.Close() })
+		test(t, open(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root))
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		f := open(t, panel.Options{DSN: "sqlite://" + filepath.Join(t.TempDir(), "panel.db")}, nil)
+		test(t, f)
+	})
+}
+
+func open(t *testing.T, opts panel.Options, direct *sql.DB) fixture {
+	t.Helper()
+	clock := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	f := fixture{clock: &clock}
+	opts.Now = func() time.Time { return *f.clock }
+	s, err := panel.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("open %s: %v", opts.DSN, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	f.store = s
+	f.db = direct
+	if f.db == nil {
+		f.db = s.DB()
+	}
+	return f
+}
+
+// tick moves the store's clock on, so a write would show in updated_at.
+func (f fixture) tick() { *f.clock = f.clock.Add(time.Minute) }
+
+func (f fixture) count(t *testing.T, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := f.db.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func (f fixture) str(t *testing.T, query string, args ...any) string {
+	t.Helper()
+	var v sql.NullString
+	if err := f.db.QueryRow(query, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return v.String
+}
+
+func (f fixture) insertClient(t *testing.T, company, first, last, tax, status string) string {
+	t.Helper()
+	id := uuid.NewString()
+	_, err := f.db.Exec("INSERT INTO clients (uuid, firstname, lastname, company_name, tax_id, status, created_at, updated_at) "+
+		"VALUES (?, ?, ?, ?, ?, ?, '2026-01-01 00:00:00', '2026-01-01 00:00:00')", id, first, last, company, tax, status)
+	if err != nil {
+		t.Fatalf("insert client: %v", err)
+	}
+	return id
+}
+
+// testHash is a bcrypt hash made the way Go makes it ($2a$), at the minimum cost for speed.
+func testHash(t *testing.T, cleartext string) string {
+	t.Helper()
+	h, err := password.Hash(cleartext, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "$2a$" + h[4:]
+}
+
+func jane() panel.DesiredUser {
+	return panel.DesiredUser{Email: "jane.doe@example.com", FirstName: "Jane", LastName: "Doe", Phone: "+48123456789",
+		Language: "en", AdminNotes: "ticket OPS-1", PhoneVerified: true, EmailVerified: true}
+}
+
+func TestCreateUserWritesThePanelsRows(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := uuid.Parse(u.UUID); err != nil || strings.ToLower(u.UUID) != u.UUID || len(u.UUID) != 36 {
+			t.Errorf("uuid %q is not a lowercase hyphenated UUID", u.UUID)
+		}
+		got := f.str(t, "SELECT CONCAT(email,'|',phone_number,'|',status,'|',two_factor,'|',`disable`,'|',firstname,'|',"+
+			"lastname,'|',email_verified,'|',phone_verified,'|',language,'|',admin_notes,'|',created_at,'|',updated_at) "+
+			"FROM users WHERE uuid = ?", u.UUID)
+		if f.store.Engine() == panel.EngineSQLite {
+			got = f.str(t, "SELECT email||'|'||phone_number||'|'||status||'|'||two_factor||'|'||`disable`||'|'||firstname||'|'||"+
+				"lastname||'|'||email_verified||'|'||phone_verified||'|'||language||'|'||admin_notes||'|'||created_at||'|'||updated_at "+
+				"FROM users WHERE uuid = ?", u.UUID)
+		}
+		want := "jane.doe@example.com|+48123456789|new|0|0|Jane|Doe|1|1|en|ticket OPS-1|2026-11-27 10:00:00|2026-11-27 10:00:00"
+		if got != want {
+			t.Errorf("users row\n got %s\nwant %s", got, want)
+		}
+		if h := f.str(t, "SELECT password FROM users WHERE uuid = ?", u.UUID); !strings.HasPrefix(h, "$2y$04$") {
+			t.Error("the stored hash does not have the $2y$ prefix PHP needs")
+		}
+		// The email verification row, in the panel's own form, and the only default.
+		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'email' AND value = ? "+
+			"AND device_name = 'system' AND verified = 1 AND `default` = 1 AND expires_at IS NOT NULL", u.UUID, "jane.doe@example.com"); n != 1 {
+			t.Errorf("want one default, verified email row, got %d", n)
+		}
+		if code := f.str(t, "SELECT secret FROM verifications WHERE user_uuid = ?", u.UUID); len(code) != 6 {
+			t.Errorf("email verification secret %q is not 6 digits", code)
+		}
+		// The activity row, in the panel's form, without the password.
+		var level, action, desc, modelType, modelUUID, newData string
+		var oldData, actor sql.NullString
+		err = f.db.QueryRow("SELECT level, action, description, model_type, model_uuid, model_old_data, model_new_data, user_uuid "+
+			"FROM activity_logs WHERE model_uuid = ?", u.UUID).Scan(&level, &action, &desc, &modelType, &modelUUID, &oldData, &newData, &actor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if level != "notice" || action != "create" || desc != `App\Models\User:`+u.UUID || modelType != `App\Models\User` ||
+			oldData.Valid || actor.Valid {
+			t.Errorf("activity row = %s %s %s %s old=%v actor=%v", level, action, desc, modelType, oldData, actor)
+		}
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(newData), &fields); err != nil {
+			t.Fatalf("model_new_data is not JSON: %v", err)
+		}
+		if fields["email"] != "jane.doe@example.com" || fields["disable"] != false || fields["uuid"] != u.UUID {
+			t.Errorf("model_new_data = %s", newData)
+		}
+		for _, secret := range []string{"password", "remember_token"} {
+			if _, ok := fields[secret]; ok {
+				t.Errorf("model_new_data holds %s", secret)
+			}
+		}
+		read, err := f.store.FindUserByEmail(ctx, "JANE.DOE@example.com")
+		if err != nil || read.UUID != u.UUID || !read.EmailVerified || read.DefaultMethod != panel.MethodEmail || read.Status != "new" {
+			t.Errorf("FindUserByEmail = %+v, %v", read, err)
+		}
+	})
+}
+
+func TestApplyUserTwiceWritesNothing(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		d := jane()
+		d.State = panel.StateActive
+		d.TwoFactor = true
+		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.tick()
+		changed, err := f.store.ApplyUser(ctx, u.UUID, d)
+		if err != nil || len(changed) != 0 {
+			t.Fatalf("first apply of an unchanged user changed %v (%v)", changed, err)
+		}
+		before := f.str(t, "SELECT updated_at FROM users WHERE uuid = ?", u.UUID)
+		logs := f.count(t, "SELECT COUNT(*) FROM activity_logs")
+		verif := f.str(t, "SELECT MAX(updated_at) FROM verifications WHERE user_uuid = ?", u.UUID)
+		f.tick()
+		changed, err = f.store.ApplyUser(ctx, u.UUID, d)
+		if err != nil || len(changed) != 0 {
+			t.Fatalf("second apply changed %v (%v)", changed, err)
+		}
+		if after := f.str(t, "SELECT updated_at FROM users WHERE uuid = ?", u.UUID); after != before {
+			t.Errorf("updated_at moved from %s to %s on a no-op", before, after)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM activity_logs"); n != logs {
+			t.Errorf("a no-op wrote %d activity rows", n-logs)
+		}
+		if v := f.str(t, "SELECT MAX(updated_at) FROM verifications WHERE user_uuid = ?", u.UUID); v != verif {
+			t.Errorf("a no-op touched verifications: %s -> %s", verif, v)
+		}
+	})
+}
+
+func TestApplyUserWritesOnlyWhatDiffers(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Columns the operator does not manage are left alone.
+		if _, err := f.db.Exec("UPDATE users SET notes = 'her own note', status = 'active' WHERE uuid = ?", u.UUID); err != nil {
+			t.Fatal(err)
+		}
+		f.tick()
+		d := jane()
+		d.FirstName = "Janet"
+		d.Phone = ""
+		d.TwoFactor = true
+		changed, err := f.store.ApplyUser(ctx, u.UUID, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(changed, ",") != "phone_number,two_factor,firstname" {
+			t.Errorf("changed = %v, want phone_number,two_factor,firstname", changed)
+		}
+		var phone sql.NullString
+		var first, notes, status, updated string
+		if err := f.db.QueryRow("SELECT phone_number, firstname, notes, status, updated_at FROM users WHERE uuid = ?", u.UUID).
+			Scan(&phone, &first, &notes, &status, &updated); err != nil {
+			t.Fatal(err)
+		}
+		if phone.Valid || first != "Janet" || notes != "her own note" || status != "active" || updated != "2026-11-27 10:01:00" {
+			t.Errorf("row = phone %v first %s notes %s status %s updated %s", phone, first, notes, status, updated)
+		}
+		newData := f.str(t, "SELECT model_new_data FROM activity_logs WHERE action = 'update' AND model_uuid = ?", u.UUID)
+		want := `{"phone_number":null,"two_factor":1,"firstname":"Janet","updated_at":"2026-11-27T10:01:00.000000Z"}`
+		if newData != want {
+			t.Errorf("model_new_data\n got %s\nwant %s", newData, want)
+		}
+		oldData := f.str(t, "SELECT model_old_data FROM activity_logs WHERE action = 'update' AND model_uuid = ?", u.UUID)
+		if !strings.Contains(oldData, `"firstname":"Jane"`) || strings.Contains(oldData, "password\"") {
+			t.Errorf("model_old_data = %s", oldData)
+		}
+		if lvl := f.str(t, "SELECT level FROM activity_logs WHERE action = 'update'"); lvl != "info" {
+			t.Errorf("update level = %s, want info", lvl)
+		}
+	})
+}
+
+func TestStateWritesStatusAndDisable(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := jane()
+		d.State = panel.StateInactive
+		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := f.store.GetUser(ctx, u.UUID)
+		if got.Status != "inactive" || !got.Disabled {
+			t.Errorf("inactive: status %s disabled %v", got.Status, got.Disabled)
+		}
+		d.State = panel.StateActive
+		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = f.store.GetUser(ctx, u.UUID)
+		if got.Status != "active" || got.Disabled {
+			t.Errorf("active: status %s disabled %v", got.Status, got.Disabled)
+		}
+		changed, err := f.store.DisableUser(ctx, u.UUID)
+		if err != nil || !changed {
+			t.Fatalf("disable: %v %v", changed, err)
+		}
+		changed, err = f.store.DisableUser(ctx, u.UUID)
+		if err != nil || changed {
+			t.Errorf("disabling again changed %v (%v)", changed, err)
+		}
+	})
+}
+
+func TestEmailsCollideIgnoringCaseAndAccents(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		d := jane()
+		d.Email = "José@X.io"
+		if _, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery")); err != nil {
+			t.Fatal(err)
+		}
+		d2 := jane()
+		d2.Email, d2.Phone = "jose@x.io", ""
+		_, err := f.store.CreateUser(ctx, d2, testHash(t, "correct horse battery"))
+		if !errors.Is(err, panel.ErrDuplicateEmail) {
+			t.Fatalf("want ErrDuplicateEmail, got %v", err)
+		}
+		if strings.Contains(err.Error(), "jose@x.io") {
+			t.Errorf("the error repeats the value: %v", err)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM users"); n != 1 {
+			t.Errorf("a refused create left %d users", n)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM verifications"); n != 1 {
+			t.Errorf("a refused create left %d verification rows (half-written)", n)
+		}
+		found, err := f.store.FindUserByEmail(ctx, "JOSE@x.IO")
+		if err != nil || found.Email != "José@X.io" {
+			t.Errorf("lookup by folded email = %+v, %v", found, err)
+		}
+		if panel.NormalizeEmail(" José@X.io ") != panel.NormalizeEmail("jose@x.io") {
+			t.Error("NormalizeEmail does not fold like the collation")
+		}
+	})
+}
+
+func TestDuplicatePhoneIsTyped(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		if _, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery")); err != nil {
+			t.Fatal(err)
+		}
+		d := jane()
+		d.Email = "john@example.com"
+		_, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+		if !errors.Is(err, panel.ErrDuplicatePhone) {
+			t.Fatalf("want ErrDuplicatePhone, got %v", err)
+		}
+	})
+}
+
+func TestPasswordIsStoredSoPHPVerifiesIt(t *testing.T) {
+	php, err := exec.LookPath("php")
+	if err != nil {
+		t.Fatal("php not found: the hash check needs php-cli; install it with `apt-get install php-cli`")
+	}
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "first password 1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.store.SetPasswordHash(ctx, u.UUID, testHash(t, "second password 2")); err != nil {
+			t.Fatal(err)
+		}
+		stored := f.str(t, "SELECT password FROM users WHERE uuid = ?", u.UUID)
+		if !strings.HasPrefix(stored, "$2y$") {
+			t.Fatal("stored hash lacks the $2y$ prefix")
+		}
+		check := func(cleartext string) string {
+			// Cleartext and hash go through stdin, never the command line or the test output.
+			cmd := exec.Command(php, "-r", `$in = explode("\n", stream_get_contents(STDIN));
+echo (password_verify($in[0], $in[1]) ? "verified" : "rejected"), " ", password_get_info($in[1])["algoName"];`)
+			cmd.Stdin = strings.NewReader(cleartext + "\n" + stored)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("php failed: %v", err)
+			}
+			return string(out)
+		}
+		if got := check("second password 2"); got != "verified bcrypt" {
+			t.Errorf("php on the new password: %q, want \"verified bcrypt\"", got)
+		}
+		if got := check("first password 1"); got != "rejected bcrypt" {
+			t.Errorf("php on the old password: %q, want \"rejected bcrypt\"", got)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM activity_logs WHERE model_new_data LIKE '%$2%' OR model_old_data LIKE '%$2%'"); n != 0 {
+			t.Errorf("%d activity rows hold a hash", n)
+		}
+		if err := f.store.SetPasswordHash(ctx, u.UUID, "not-a-hash"); !errors.Is(err, panel.ErrInvalid) {
+			t.Errorf("a malformed hash: want ErrInvalid, got %v", err)
+		}
+	})
+}
+
+func TestEmailChangeGetsItsOwnVerificationRow(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := jane()
+		d.Email, d.EmailVerified = "jane@new.example.com", false
+		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND value = ? AND `default` = 1 AND verified = 0",
+			u.UUID, d.Email); n != 1 {
+			t.Errorf("want the new email's row as the only default, unverified; got %d", n)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND `default` = 1", u.UUID); n != 1 {
+			t.Errorf("%d default rows, want exactly 1", n)
+		}
+		got, _ := f.store.GetUser(ctx, u.UUID)
+		if got.EmailVerified || f.str(t, "SELECT email_verified FROM users WHERE uuid = ?", u.UUID) != "0" {
+			t.Error("users.email_verified does not follow the new email's row")
+		}
+		d.EmailVerified = true
+		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := f.store.GetUser(ctx, u.UUID); !got.EmailVerified {
+			t.Error("verifying the new email did not show")
+		}
+	})
+}
+
+func TestTOTPRowGivesTheCodesOathtoolExpects(t *testing.T) {
+	oathtool, err := exec.LookPath("oathtool")
+	if err != nil {
+		t.Fatal("oathtool not found: the TOTP check needs it; install it with `apt-get install oathtool`")
+	}
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		key, err := totp.Generate(totp.GenerateOpts{Issuer: "PUQcloud", AccountName: "jane.doe@example.com", SecretSize: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := jane()
+		d.TwoFactor, d.DefaultMethod, d.TOTPSecret = true, panel.MethodTOTP, key.Secret()
+		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.DefaultMethod != panel.MethodTOTP || !u.TOTPSecretSet || !u.TwoFactor {
+			t.Errorf("user = %+v", u)
+		}
+		seed := f.str(t, "SELECT secret FROM verifications WHERE user_uuid = ? AND type = 'totp' AND verified = 1 AND `default` = 1", u.UUID)
+		if len(seed) != 32 || strings.Trim(seed, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
+			t.Fatalf("stored seed is not 32 base32 characters (length %d)", len(seed))
+		}
+		for attempt := 0; ; attempt++ {
+			now := time.Now()
+			cmd := exec.Command(oathtool, "--totp", "-b", "-N", now.UTC().Format("2006-01-02 15:04:05 UTC"), seed)
+			want, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("oathtool: %v", err)
+			}
+			got, err := totp.GenerateCode(seed, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(want)) == got {
+				break
+			}
+			if attempt > 0 {
+				t.Fatal("the stored seed gives a different code than oathtool computes")
+			}
+		}
+		// Re-applying the same seed writes nothing; a new seed replaces the row.
+		if changed, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil || len(changed) != 0 {
+			t.Errorf("same seed again changed %v (%v)", changed, err)
+		}
+		key2, _ := totp.Generate(totp.GenerateOpts{Issuer: "PUQcloud", AccountName: "jane.doe@example.com", SecretSize: 20})
+		d.TOTPSecret = key2.Secret()
+		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'totp'", u.UUID); n != 1 {
+			t.Errorf("%d totp rows after a new seed, want 1", n)
+		}
+		if f.str(t, "SELECT secret FROM verifications WHERE user_uuid = ? AND type = 'totp'", u.UUID) == seed {
+			t.Error("the old seed was kept")
+		}
+		// Removing it makes the email row the default again.
+		d.TwoFactor, d.DefaultMethod, d.TOTPSecret, d.RemoveTOTP = false, panel.MethodEmail, "", true
+		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := f.store.GetUser(ctx, u.UUID)
+		if got.TOTPSecretSet || got.DefaultMethod != panel.MethodEmail || got.TwoFactor {
+			t.Errorf("after removal: %+v", got)
+		}
+	})
+}
+
+func TestUnsetMethodKeepsTheUsersOwnDefault(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The user enrolled an app in the panel themselves.
+		if _, err := f.db.Exec("UPDATE verifications SET `default` = 0 WHERE user_uuid = ?", u.UUID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.Exec("INSERT INTO verifications (uuid, user_uuid, type, secret, device_name, verified, `default`) "+
+			"VALUES (?, ?, 'totp', 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', 'My phone', 1, 1)", uuid.NewString(), u.UUID); err != nil {
+			t.Fatal(err)
+		}
+		d := jane()
+		d.TwoFactor = true
+		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := f.store.GetUser(ctx, u.UUID)
+		if got.DefaultMethod != panel.MethodTOTP || !got.TOTPSecretSet || !got.TwoFactor {
+			t.Errorf("the user's own app was not kept as default: %+v", got)
+		}
+	})
+}
+
+func TestMembershipsFollowThePanelsRules(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		acme := f.insertClient(t, "Acme Hosting Ltd", "Ann", "Smith", "PL123", "active")
+		alice, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bobSpec := jane()
+		bobSpec.Email, bobSpec.Phone = "bob@example.com", ""
+		bob, err := f.store.CreateUser(ctx, bobSpec, testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found, err := f.store.FindClient(ctx, "", "acme hosting ltd")
+		if err != nil || found.UUID != acme || found.Name != "Ann Smith" || found.TaxID != "PL123" {
+			t.Fatalf("FindClient by company = %+v, %v", found, err)
+		}
+		if _, err := f.store.FindClient(ctx, uuid.NewString(), ""); !errors.Is(err, panel.ErrNotFound) {
+			t.Errorf("missing client: want ErrNotFound, got %v", err)
+		}
+		// Associate with permissions given out of order: stored in the panel's order.
+		changed, err := f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"manage-orders", "manage-users"})
+		if err != nil || !changed {
+			t.Fatalf("associate: %v %v", changed, err)
+		}
+		perms := func(user string) string {
+			return f.str(t, "SELECT permissions FROM client_x_user WHERE user_uuid = ? AND client_uuid = ?", user, acme)
+		}
+		if got := perms(alice.UUID); got != `["manage-users","manage-orders"]` {
+			t.Errorf("permissions = %s", got)
+		}
+		changed, err = f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"manage-users", "manage-orders"})
+		if err != nil || changed {
+			t.Errorf("same permissions again changed %v (%v)", changed, err)
+		}
+		if _, err := f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"manage-invoices"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := perms(alice.UUID); got != `["manage-invoices"]` {
+			t.Errorf("changed permissions = %s", got)
+		}
+		if _, err := f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"root"}); !errors.Is(err, panel.ErrInvalid) {
+			t.Errorf("unknown permission: want ErrInvalid, got %v", err)
+		}
+		all := `["modify-master-profile","manage-users","manage-services","manage-domains","manage-invoices",` +
+			`"manage-support-tickets","manage-affiliate","manage-orders"]`
+		// Alice becomes owner; then Bob takes ownership, as updateOwner does.
+		if _, err := f.store.ApplyMembership(ctx, alice.UUID, acme, true, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := perms(alice.UUID); got != all {
+			t.Errorf("owner permissions = %s", got)
+		}
+		if _, err := f.store.ApplyMembership(ctx, bob.UUID, acme, true, nil); err != nil {
+			t.Fatal(err)
+		}
+		if owner, _ := f.store.ClientOwner(ctx, acme); owner != bob.UUID {
+			t.Errorf("owner = %s, want bob", owner)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM client_x_user WHERE client_uuid = ? AND owner = 1", acme); n != 1 {
+			t.Errorf("%d owners, want 1", n)
+		}
+		if got := perms(alice.UUID); got != all {
+			t.Errorf("previous owner keeps every key; got %s", got)
+		}
+		// The owner cannot be removed, nor lose the flag without a transfer, nor be deleted.
+		err = f.store.RemoveMembership(ctx, bob.UUID, acme)
+		if !errors.Is(err, panel.ErrRefused) || !strings.Contains(err.Error(), "Cannot remove owner") {
+			t.Errorf("removing the owner: want ErrRefused, got %v", err)
+		}
+		if _, err := f.store.ApplyMembership(ctx, bob.UUID, acme, false, nil); !errors.Is(err, panel.ErrRefused) {
+			t.Errorf("dropping the owner flag: want ErrRefused, got %v", err)
+		}
+		if err := f.store.DeleteUser(ctx, alice.UUID); !errors.Is(err, panel.ErrRefused) || !strings.Contains(err.Error(), "Acme Hosting Ltd") {
+			t.Errorf("deleting an associated user: want ErrRefused naming the client, got %v", err)
+		}
+		// The User Clients view.
+		clients, err := f.store.UserClients(ctx, bob.UUID)
+		if err != nil || len(clients) != 1 || !clients[0].Owner || clients[0].CompanyName != "Acme Hosting Ltd" || clients[0].Status != "active" {
+			t.Errorf("UserClients = %+v, %v", clients, err)
+		}
+		if err := f.store.RemoveMembership(ctx, alice.UUID, acme); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.store.RemoveMembership(ctx, alice.UUID, acme); err != nil {
+			t.Errorf("removing a row already gone: %v", err)
+		}
+		if err := f.store.DeleteUser(ctx, alice.UUID); err != nil {
+			t.Fatalf("delete after the association is gone: %v", err)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ?", alice.UUID); n != 0 {
+			t.Errorf("delete left %d verification rows", n)
+		}
+		if lvl := f.str(t, "SELECT level FROM activity_logs WHERE action = 'delete' AND model_uuid = ?", alice.UUID); lvl != "warning" {
+			t.Errorf("delete activity level = %q", lvl)
+		}
+		if err := f.store.DeleteUser(ctx, alice.UUID); err != nil {
+			t.Errorf("deleting a user already gone: %v", err)
+		}
+	})
+}
+
+func TestHostileStringsRoundTripOrAreRefused(t *testing.T) {
+	values := []string{
+		`O'Brien "the" \ back\slash`,
+		`'; DROP TABLE users; --`,
+		"emoji 🚀 and 中文",
+		strings.Repeat("é", 255),
+		`%_ like wildcards`,
+	}
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		for i, v := range values {
+			d := jane()
+			d.Email, d.Phone = fmt.Sprintf("hostile%d@example.com", i), ""
+			d.FirstName, d.LastName, d.AdminNotes = v, v, v+"\nline two"
+			u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+			if err != nil {
+				t.Fatalf("value %d: %v", i, err)
+			}
+			got, err := f.store.GetUser(ctx, u.UUID)
+			if err != nil || got.FirstName != v || got.LastName != v || got.AdminNotes != v+"\nline two" {
+				t.Errorf("value %d did not round-trip (%v)", i, err)
+			}
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM users"); n != len(values) {
+			t.Errorf("users = %d", n)
+		}
+		for name, mutate := range map[string]func(*panel.DesiredUser){
+			"NUL":            func(d *panel.DesiredUser) { d.FirstName = "a\x00b" },
+			"256 characters": func(d *panel.DesiredUser) { d.LastName = strings.Repeat("x", 256) },
+		} {
+			d := jane()
+			d.Email, d.Phone = "refused@example.com", ""
+			mutate(&d)
+			if _, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery")); !errors.Is(err, panel.ErrInvalid) {
+				t.Errorf("%s: want ErrInvalid, got %v", name, err)
+			}
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM users"); n != len(values) {
+			t.Errorf("a refused value left a row: %d users", n)
+		}
+	})
+}
+
+func TestBindingsRebindByName(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.store.GetBinding(ctx, u.UUID); !errors.Is(err, panel.ErrNotFound) {
+			t.Fatalf("unbound: want ErrNotFound, got %v", err)
+		}
+		b := panel.Binding{UserUUID: u.UUID, Namespace: "team-a", Name: "jane", ResourceUID: uuid.NewString(), InstanceID: "prod"}
+		if err := f.store.Bind(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.store.GetBinding(ctx, u.UUID)
+		if err != nil || got != b {
+			t.Fatalf("binding = %+v, %v", got, err)
+		}
+		if !got.SameResource("team-a", "jane", "prod") || got.SameResource("team-b", "jane", "prod") {
+			t.Error("SameResource is wrong")
+		}
+		byName, err := f.store.FindBinding(ctx, "prod", "team-a", "jane")
+		if err != nil || byName.UserUUID != u.UUID {
+			t.Errorf("FindBinding = %+v, %v", byName, err)
+		}
+		// A restore into a new cluster: same name, new UID.
+		b.ResourceUID = uuid.NewString()
+		if err := f.store.Bind(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := f.store.GetBinding(ctx, u.UUID); got.ResourceUID != b.ResourceUID {
+			t.Error("rebinding did not record the new UID")
+		}
+		if err := f.store.Unbind(ctx, u.UUID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.store.GetBinding(ctx, u.UUID); !errors.Is(err, panel.ErrNotFound) {
+			t.Errorf("after Unbind: %v", err)
+		}
+	})
+}
+
+func TestSchemaCheckNamesWhatIsMissing(t *testing.T) {
+	ctx := context.Background()
+	p, err := mariadb.NewPanel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Root.Close() }()
+	if _, err := p.Root.Exec("ALTER TABLE users DROP COLUMN two_factor"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = panel.Open(ctx, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile})
+	want := "table users lacks column two_factor: is this a PUQcloud database?"
+	if !errors.Is(err, panel.ErrSchema) || !strings.Contains(err.Error(), want) {
+		t.Errorf("want a schema error naming users.two_factor, got %v", err)
+	}
+	empty, err := mariadb.NewDatabase(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = empty.Root.Close() }()
+	_, err = panel.Open(ctx, panel.Options{DSN: empty.DSN, PasswordFile: empty.PasswordFile})
+	if !errors.Is(err, panel.ErrSchema) || !strings.Contains(err.Error(), "table users is missing") {
+		t.Errorf("want a schema error naming the users table, got %v", err)
+	}
+	// The check never creates a panel table on MySQL.
+	if n := countTables(t, empty.Root); n != 0 {
+		t.Errorf("Open created %d tables in a non-panel database", n)
+	}
+}
+
+func countTables(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestOpenRejectsBadSettingsClearly(t *testing.T) {
+	ctx := context.Background()
+	cases := map[string]struct {
+		opts panel.Options
+		want error
+		text string
+	}{
+		"unknown scheme":     {panel.Options{DSN: "postgres://x"}, panel.ErrInvalid, "mysql:// or sqlite://"},
+		"password in DSN":    {panel.Options{DSN: "mysql://u:hunter2@tcp(127.0.0.1:1)/db"}, panel.ErrInvalid, "must not hold a password"},
+		"unreachable server": {panel.Options{DSN: "mysql://u@tcp(127.0.0.1:1)/db"}, panel.ErrUnavailable, ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := panel.Open(ctx, tc.opts)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+				t.Errorf("want %v containing %q, got %v", tc.want, tc.text, err)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Error("the error repeats the password")
+			}
+		})
+	}
+}
+
+func TestStoreReportsAnOutageAsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	p, err := mariadb.NewPanel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Root.Close() }()
+	s, err := panel.Open(ctx, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	u, err := s.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mariadb.Stop()
+	_, err = s.GetUser(ctx, u.UUID)
+	if startErr := mariadb.Start(); startErr != nil {
+		t.Fatalf("restart mariadb: %v", startErr)
+	}
+	if !errors.Is(err, panel.ErrUnavailable) {
+		t.Errorf("with the server down: want ErrUnavailable, got %v", err)
+	}
+	if _, err := s.GetUser(ctx, u.UUID); err != nil {
+		t.Errorf("after restart: %v", err)
+	}
+}

@@ -1,0 +1,62 @@
+// Package password hashes passwords the way the PUQcloud panel stores them (bcrypt with PHP's $2y$
+// prefix) and checks cleartext passwords against the operator's strength policy. Nothing here
+// logs or returns a password or hash inside an error.
+package password
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// DefaultCost is the panel's bcrypt cost (Laravel's BCRYPT_ROUNDS).
+const DefaultCost = 12
+
+// ErrMalformedHash means a value is not a bcrypt hash PHP accepts. Its text never holds the value.
+var ErrMalformedHash = errors.New("not a bcrypt hash: want $2a$, $2b$ or $2y$, a cost from 04 to 31 and 53 characters of salt and hash")
+
+// bcryptForm is a bcrypt hash in modular crypt form: $2a$/$2b$/$2y$, two-digit cost, 22 salt and
+// 31 hash characters of bcrypt's base64 alphabet.
+var bcryptForm = regexp.MustCompile(`^\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}$`)
+
+// Hash hashes a cleartext password with bcrypt at cost and returns it with the $2y$ prefix, the
+// only one PHP's password_verify and Laravel's bcrypt check recognise.
+func Hash(cleartext string, cost int) (string, error) {
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return "", fmt.Errorf("bcrypt cost %d is outside %d..%d", cost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(cleartext), cost)
+	if err != nil {
+		// bcrypt's only error here is for passwords over 72 bytes; say so without the value.
+		if errors.Is(err, bcrypt.ErrPasswordTooLong) {
+			return "", fmt.Errorf("cannot hash the password: it is longer than bcrypt's 72 bytes")
+		}
+		return "", fmt.Errorf("cannot hash the password: %w", err)
+	}
+	return PanelForm(string(h))
+}
+
+// PanelForm checks that h is a well-formed bcrypt hash ($2a$, $2b$ or $2y$, cost 4 to 31) and
+// returns it with the $2y$ prefix: the same hash, as PHP expects it.
+func PanelForm(h string) (string, error) {
+	m := bcryptForm.FindStringSubmatch(h)
+	if m == nil {
+		return "", ErrMalformedHash
+	}
+	cost, _ := strconv.Atoi(m[1])
+	if cost < 4 || cost > 31 {
+		return "", ErrMalformedHash
+	}
+	return "$2y$" + h[4:], nil
+}
+
+// Verify reports whether cleartext matches a bcrypt hash of any prefix.
+func Verify(hash, cleartext string) bool {
+	if len(hash) > 4 && hash[:4] == "$2y$" {
+		hash = "$2a$" + hash[4:]
+	}
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(cleartext)) == nil
+}
