@@ -14,202 +14,201 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Command manager runs the puq-user-operator controllers.
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
+	"net/http"
 	"os"
+	"runtime"
+	"strings"
+	"time"
 
-	// Import all Kubernetes client auth plugins (e.g. Azure, GCP, OIDC, etc.)
-	// to ensure that exec-entrypoint and run can make use of them.
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	panelv1alpha1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/controller"
-	// +kubebuilder:scaffold:imports
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/password"
 )
 
 var (
-	scheme   = runtime.NewScheme()
+	scheme   = k8sruntime.NewScheme()
 	setupLog = ctrl.Log.WithName("setup")
 )
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-
 	utilruntime.Must(panelv1alpha1.AddToScheme(scheme))
-	// +kubebuilder:scaffold:scheme
 }
 
-// nolint:gocyclo
-func main() {
-	var metricsAddr string
-	var metricsCertPath, metricsCertName, metricsCertKey string
-	var webhookCertPath, webhookCertName, webhookCertKey string
-	var webhookPort int
-	var enableLeaderElection bool
-	var probeAddr string
-	var secureMetrics bool
-	var enableHTTP2 bool
-	var tlsOpts []func(*tls.Config)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
-		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
-	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
-		"Enable leader election for controller manager. "+
-			"Enabling this will ensure there is only one active controller manager.")
-	flag.BoolVar(&secureMetrics, "metrics-secure", true,
-		"If set, the metrics endpoint is served securely via HTTPS. Use --metrics-secure=false to use HTTP instead.")
-	flag.StringVar(&webhookCertPath, "webhook-cert-path", "", "The directory that contains the webhook certificate.")
-	flag.StringVar(&webhookCertName, "webhook-cert-name", "tls.crt", "The name of the webhook certificate file.")
-	flag.StringVar(&webhookCertKey, "webhook-cert-key", "tls.key", "The name of the webhook key file.")
-	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the webhook server listens on. "+
-		"Defaults to 9443. Set -1 to disable the webhook server.")
-	flag.StringVar(&metricsCertPath, "metrics-cert-path", "",
-		"The directory that contains the metrics server certificate.")
-	flag.StringVar(&metricsCertName, "metrics-cert-name", "tls.crt", "The name of the metrics server certificate file.")
-	flag.StringVar(&metricsCertKey, "metrics-cert-key", "tls.key", "The name of the metrics server key file.")
-	flag.BoolVar(&enableHTTP2, "enable-http2", false,
-		"If set, HTTP/2 will be enabled for the metrics and webhook servers")
-	opts := zap.Options{
-		Development: true,
-	}
-	opts.BindFlags(flag.CommandLine)
+// settings are the manager's flags; each can also come from an environment variable named
+// PUQ_<FLAG> (upper case, dashes as underscores), which a flag on the command line overrides.
+type settings struct {
+	metricsAddr, probeAddr       string
+	secureMetrics, enableHTTP2   bool
+	leaderElect                  bool
+	metricsCertPath              string
+	panelDSN, panelPasswordFile  string
+	bcryptCost, minPasswordLen   int
+	totpIssuer, languages        string
+	resync                       time.Duration
+	instanceID, timezone         string
+	maxConcurrent                int
+	leaderElectionNamespace      string
+	leaseDuration, renewDeadline time.Duration
+}
+
+func parseFlags() (settings, zap.Options) {
+	var s settings
+	fs := flag.CommandLine
+	fs.StringVar(&s.metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint: :8443 for HTTPS, :8080 "+
+		"for HTTP, 0 to disable.")
+	fs.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "Address of the health probe endpoint.")
+	fs.BoolVar(&s.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
+	fs.StringVar(&s.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease "+
+		"(default: the pod's namespace).")
+	fs.DurationVar(&s.leaseDuration, "leader-election-lease-duration", 15*time.Second, "Leader election lease duration.")
+	fs.DurationVar(&s.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Leader election renew deadline.")
+	fs.BoolVar(&s.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
+	fs.StringVar(&s.metricsCertPath, "metrics-cert-path", "", "Directory holding tls.crt and tls.key for the metrics server.")
+	fs.BoolVar(&s.enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server.")
+	fs.StringVar(&s.panelDSN, "panel-dsn", "sqlite://panel.db", "The panel database: mysql://user@tcp(host:3306)/database "+
+		"or sqlite:///path/panel.db. No password here: see --panel-password-file.")
+	fs.StringVar(&s.panelPasswordFile, "panel-password-file", "", "File holding the MySQL password (default: the "+
+		panel.PasswordEnv+" environment variable).")
+	fs.IntVar(&s.bcryptCost, "bcrypt-cost", password.DefaultCost, "bcrypt cost for cleartext passwords (the panel's is 12).")
+	fs.IntVar(&s.minPasswordLen, "min-password-length", 12, "Minimum length of cleartext passwords.")
+	fs.StringVar(&s.totpIssuer, "totp-issuer", "PUQcloud", "Issuer shown in authenticator apps for issued TOTP seeds.")
+	fs.StringVar(&s.languages, "languages", "en,uk,pl,fr", "The panel's enabled languages, comma-separated.")
+	fs.DurationVar(&s.resync, "resync-period", 10*time.Minute, "How often Ready objects are re-read from the panel to repair "+
+		"drift (plus up to 10% jitter).")
+	fs.StringVar(&s.instanceID, "instance-id", "default", "Names this operator in the binding table; two operators writing "+
+		"one panel need different IDs.")
+	fs.StringVar(&s.timezone, "timezone", "UTC", "The panel's timezone (APP_TIMEZONE) for created_at and updated_at.")
+	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", runtime.NumCPU(), "Objects reconciled at once, per kind.")
+	opts := zap.Options{}
+	opts.BindFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "PUQ_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Value.Set(v); err != nil {
+				fmt.Fprintf(os.Stderr, "invalid %s: %v\n", env, err)
+				os.Exit(2)
+			}
+		}
+	})
 	flag.Parse()
+	return s, opts
+}
 
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
-
-	// if the enable-http2 flag is false (the default), http/2 should be disabled
-	// due to its vulnerabilities. More specifically, disabling http/2 will
-	// prevent from being vulnerable to the HTTP/2 Stream Cancellation and
-	// Rapid Reset CVEs. For more information see:
-	// - https://github.com/advisories/GHSA-qppj-fm5r-hxr3
-	// - https://github.com/advisories/GHSA-4374-p667-p6c8
-	disableHTTP2 := func(c *tls.Config) {
-		setupLog.Info("Disabling HTTP/2")
-		c.NextProtos = []string{"http/1.1"}
+func main() {
+	s, zapOpts := parseFlags()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(s); err != nil {
+		setupLog.Error(err, "Manager failed")
+		os.Exit(1)
 	}
+}
 
-	if !enableHTTP2 {
-		tlsOpts = append(tlsOpts, disableHTTP2)
+func run(s settings) error {
+	loc, err := time.LoadLocation(s.timezone)
+	if err != nil {
+		return fmt.Errorf("invalid --timezone: %w", err)
 	}
-
-	// Initial webhook TLS options
-	webhookTLSOpts := tlsOpts
-	webhookServerOptions := webhook.Options{
-		TLSOpts: webhookTLSOpts,
-		Port:    webhookPort,
+	ctx := ctrl.SetupSignalHandler()
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	store, err := panel.Open(openCtx, panel.Options{DSN: s.panelDSN, PasswordFile: s.panelPasswordFile, Location: loc})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cannot open the panel database: %w", err)
 	}
+	defer func() { _ = store.Close() }()
+	setupLog.Info("Opened the panel database", "engine", store.Engine())
 
-	if len(webhookCertPath) > 0 {
-		setupLog.Info("Initializing webhook certificate watcher using provided certificates",
-			"webhook-cert-path", webhookCertPath, "webhook-cert-name", webhookCertName, "webhook-cert-key", webhookCertKey)
-
-		webhookServerOptions.CertDir = webhookCertPath
-		webhookServerOptions.CertName = webhookCertName
-		webhookServerOptions.KeyName = webhookCertKey
+	var tlsOpts []func(*tls.Config)
+	if !s.enableHTTP2 {
+		// HTTP/2 Stream Cancellation and Rapid Reset CVEs: serve HTTP/1.1 only unless asked.
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
-
-	webhookServer := webhook.NewServer(webhookServerOptions)
-
-	// Metrics endpoint is enabled in 'config/default/kustomization.yaml'. The Metrics options configure the server.
-	// More info:
-	// - https://pkg.go.dev/sigs.k8s.io/controller-runtime@v0.25.0/pkg/metrics/server
-	// - https://book.kubebuilder.io/reference/metrics.html
-	metricsServerOptions := metricsserver.Options{
-		BindAddress:   metricsAddr,
-		SecureServing: secureMetrics,
-		TLSOpts:       tlsOpts,
+	metricsOpts := metricsserver.Options{BindAddress: s.metricsAddr, SecureServing: s.secureMetrics, TLSOpts: tlsOpts,
+		CertDir: s.metricsCertPath}
+	if s.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-
-	if secureMetrics {
-		// FilterProvider is used to protect the metrics endpoint with authn/authz.
-		// These configurations ensure that only authorized users and service accounts
-		// can access the metrics endpoint. The RBAC are configured in 'config/rbac/kustomization.yaml'. More info:
-		// https://pkg.go.dev/sigs.k8s.io/controller-runtime@v0.25.0/pkg/metrics/filters#WithAuthenticationAndAuthorization
-		metricsServerOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
-	}
-
-	// If the certificate is not specified, controller-runtime will automatically
-	// generate self-signed certificates for the metrics server. While convenient for development and testing,
-	// this setup is not recommended for production.
-	//
-	// TODO(user): If you enable certManager, uncomment the following lines:
-	// - [METRICS-WITH-CERTS] at config/default/kustomization.yaml to generate and use certificates
-	// managed by cert-manager for the metrics server.
-	// - [PROMETHEUS-WITH-CERTS] at config/prometheus/kustomization.yaml for TLS certification.
-	if len(metricsCertPath) > 0 {
-		setupLog.Info("Initializing metrics certificate watcher using provided certificates",
-			"metrics-cert-path", metricsCertPath, "metrics-cert-name", metricsCertName, "metrics-cert-key", metricsCertKey)
-
-		metricsServerOptions.CertDir = metricsCertPath
-		metricsServerOptions.CertName = metricsCertName
-		metricsServerOptions.KeyName = metricsCertKey
-	}
-
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsServerOptions,
-		WebhookServer:          webhookServer,
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         enableLeaderElection,
-		LeaderElectionID:       "b96d1be3.puqcloud.com",
-		// LeaderElectionReleaseOnCancel defines if the leader should step down voluntarily
-		// when the Manager ends. This requires the binary to immediately end when the
-		// Manager is stopped, otherwise, this setting is unsafe. Setting this significantly
-		// speeds up voluntary leader transitions as the new leader don't have to wait
-		// LeaseDuration time first.
-		//
-		// In the default scaffold provided, the program ends immediately after
-		// the manager stops, so would be fine to enable this option. However,
-		// if you are doing or is intended to do any operation such as perform cleanups
-		// after the manager stops then its usage might be unsafe.
-		// LeaderElectionReleaseOnCancel: true,
+		Scheme:                        scheme,
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        s.probeAddr,
+		LeaderElection:                s.leaderElect,
+		LeaderElectionID:              "puq-user-operator.panel.puqcloud.com",
+		LeaderElectionNamespace:       s.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &s.leaseDuration,
+		RenewDeadline:                 &s.renewDeadline,
+		Cache:                         crcache.Options{DefaultTransform: slimCache},
+		// Secrets are never served from a cache: the controllers read the few they need directly.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
-		setupLog.Error(err, "Failed to start manager")
-		os.Exit(1)
+		return fmt.Errorf("cannot create the manager: %w", err)
 	}
-
-	if err := (&controller.UserReconciler{
-		Client: mgr.GetClient(),
-		Scheme: mgr.GetScheme(),
-	}).SetupWithManager(mgr); err != nil {
-		setupLog.Error(err, "Failed to create controller", "controller", "user")
-		os.Exit(1)
+	opts := controller.Options{
+		InstanceID: s.instanceID, BcryptCost: s.bcryptCost, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
+		Languages: splitList(s.languages), TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
+		MaxConcurrentReconciles: s.maxConcurrent,
 	}
-	if err := (&controller.ClientMembershipReconciler{
-		Client: mgr.GetClient(),
-		Scheme: mgr.GetScheme(),
-	}).SetupWithManager(mgr); err != nil {
-		setupLog.Error(err, "Failed to create controller", "controller", "clientmembership")
-		os.Exit(1)
+	if err := controller.Setup(ctx, mgr, store, opts); err != nil {
+		return err
 	}
-	// +kubebuilder:scaffold:builder
-
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		setupLog.Error(err, "Failed to set up health check")
-		os.Exit(1)
+		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		setupLog.Error(err, "Failed to set up ready check")
-		os.Exit(1)
+	if err := mgr.AddReadyzCheck("panel-database", func(r *http.Request) error { return store.Ping(r.Context()) }); err != nil {
+		return err
 	}
+	setupLog.Info("Starting manager", "instanceID", s.instanceID, "languages", opts.Languages)
+	return mgr.Start(ctx)
+}
 
-	setupLog.Info("Starting manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		setupLog.Error(err, "Failed to run manager")
-		os.Exit(1)
+// slimCache drops what the controllers never read from cached objects: managed fields everywhere,
+// and annotations of the metadata-only Secrets (kubectl's last-applied copy would hold the data).
+func slimCache(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
 	}
+	if p, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		p.SetAnnotations(nil)
+	}
+	return obj, nil
+}
+
+var _ cache.TransformFunc = slimCache
+
+func splitList(v string) []string {
+	var out []string
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

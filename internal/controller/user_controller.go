@@ -1,63 +1,669 @@
-/*
-Copyright 2026.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-*/
-
 package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
-	panelv1alpha1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
-// UserReconciler reconciles a User object
+// UserFinalizer keeps a User until its panel user is deleted, disabled or released.
+const UserFinalizer = "panel.puqcloud.com/user"
+
+// Options are the operator settings the controllers share.
+type Options struct {
+	// InstanceID names this operator in the binding table.
+	InstanceID string
+	// BcryptCost is the bcrypt cost for cleartext passwords.
+	BcryptCost int
+	// PasswordPolicy checks cleartext passwords.
+	PasswordPolicy password.Policy
+	// Languages are the panel's enabled locales.
+	Languages []string
+	// TOTPIssuer labels issued authenticator seeds.
+	TOTPIssuer string
+	// ResyncPeriod is how often a Ready object is re-read from the panel to repair drift.
+	ResyncPeriod time.Duration
+	// MaxConcurrentReconciles is the number of objects reconciled at once per kind.
+	MaxConcurrentReconciles int
+}
+
+// resync is the resync period with up to 10% jitter, so objects do not all come due at once.
+func (o Options) resync() time.Duration {
+	if o.ResyncPeriod <= 0 {
+		return 0
+	}
+	return o.ResyncPeriod + time.Duration(rand.Int64N(int64(o.ResyncPeriod)/10+1))
+}
+
+// UserReconciler keeps a panel user equal to its User resource.
 type UserReconciler struct {
 	client.Client
-	Scheme *runtime.Scheme
+	// APIReader reads Secrets straight from the API server, so no Secret is ever cached.
+	APIReader client.Reader
+	Store     *panel.Store
+	Recorder  recorder.EventRecorder
+	Options   Options
 }
 
-// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/finalizers,verbs=update
+// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile is part of the main kubernetes reconciliation loop which aims to
-// move the current state of the cluster closer to the desired state.
-// TODO(user): Modify the Reconcile function to compare the state specified by
-// the User object against the actual cluster state, and then
-// perform operations to make the cluster state reflect the state specified by
-// the user.
-//
-// For more details, check Reconcile and its Result here:
-// - https://pkg.go.dev/sigs.k8s.io/controller-runtime@v0.25.0/pkg/reconcile
+// Reconcile brings one User's panel user in line with its spec and reports the panel's view.
 func (r *UserReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	_ = logf.FromContext(ctx)
-
-	// TODO(user): your logic here
-
-	return ctrl.Result{}, nil
+	user := &v1.User{}
+	if err := r.Get(ctx, req.NamespacedName, user); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !user.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, user)
+	}
+	if controllerutil.AddFinalizer(user, UserFinalizer) {
+		if err := r.Update(ctx, user); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	before := user.Status.DeepCopy()
+	o, err := r.reconcileNormal(ctx, user)
+	return conclude(&user.Status.Conditions, &user.Status.ObservedGeneration, user.Generation, o, err,
+		func() error { return r.patchStatus(ctx, user, before) }, r.Options.resync())
 }
 
-// SetupWithManager sets up the controller with the Manager.
+// reconcileNormal checks the inputs, then creates or updates the panel user. Bad input ends it
+// before anything is written.
+func (r *UserReconciler) reconcileNormal(ctx context.Context, user *v1.User) (outcome, error) {
+	if o := r.checkLanguage(user); o != nil {
+		return *o, nil
+	}
+	if o, err := r.checkEmailHolder(ctx, user); o != nil || err != nil {
+		return deref(o), err
+	}
+	pw, o, err := r.readPassword(ctx, user)
+	if o != nil || err != nil {
+		return deref(o), err
+	}
+	existing, o, err := r.findPanelUser(ctx, user)
+	if o != nil || err != nil {
+		return deref(o), err
+	}
+	if existing == "" && pw.hash == "" {
+		// Status says this Secret version was applied, but the panel user is gone: hash again.
+		user.Status.PasswordSecretVersion = ""
+		if pw, o, err = r.readPassword(ctx, user); o != nil || err != nil {
+			return deref(o), err
+		}
+	}
+	desired, o, err := r.desiredUser(ctx, user)
+	if o != nil || err != nil {
+		return deref(o), err
+	}
+	if o, err := r.applyPanelUser(ctx, user, existing, desired, pw); o != nil || err != nil {
+		return deref(o), err
+	}
+	if o, err := r.observe(ctx, user); o != nil || err != nil {
+		return deref(o), err
+	}
+	return ready("The panel user matches the spec."), nil
+}
+
+func deref(o *outcome) outcome {
+	if o == nil {
+		return retrying(v1.ReasonProgressing, "Reconciling")
+	}
+	return *o
+}
+
+func (r *UserReconciler) checkLanguage(user *v1.User) *outcome {
+	lang := user.Spec.Language
+	if lang == "" || slices.Contains(r.Options.Languages, lang) {
+		return nil
+	}
+	o := waiting(v1.ReasonUnsupportedLanguage, "Language %q is not enabled in the panel; use one of %s in spec.language.",
+		lang, strings.Join(r.Options.Languages, ", "))
+	return &o
+}
+
+// checkEmailHolder lets only the oldest User with an email (creationTimestamp, then
+// namespace/name) hold it; the others wait, and proceed when the holder goes.
+func (r *UserReconciler) checkEmailHolder(ctx context.Context, user *v1.User) (*outcome, error) {
+	var peers v1.UserList
+	if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(user.Spec.Email)}); err != nil {
+		return nil, fmt.Errorf("cannot list Users by email: %w", err)
+	}
+	holder := emailHolder(peers.Items)
+	if holder == nil || holder.UID == user.UID {
+		return nil, nil
+	}
+	o := waiting(v1.ReasonDuplicateEmail, "The email is already held by User %s/%s, created earlier; emails are unique in the panel. "+
+		"Change spec.email, or delete that User and this one proceeds.", holder.Namespace, holder.Name)
+	if !isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
+		r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonDuplicateEmail, "CheckEmail", o.message)
+	}
+	return &o, nil
+}
+
+// emailHolder is the oldest of the Users sharing an email.
+func emailHolder(users []v1.User) *v1.User {
+	var holder *v1.User
+	for i := range users {
+		u := &users[i]
+		if holder == nil || olderThan(u.ObjectMeta, holder.ObjectMeta) {
+			holder = u
+		}
+	}
+	return holder
+}
+
+// olderThan orders objects by creationTimestamp, then namespace/name.
+func olderThan(a, b metav1.ObjectMeta) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
+}
+
+// passwordInput is the password to write: a $2y$ hash, or "" when the panel already has this
+// Secret version.
+type passwordInput struct {
+	hash    string
+	version string
+}
+
+// readPassword reads the referenced Secret straight from the API server and, only when its
+// version differs from the one last applied, checks and hashes it.
+func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User) (passwordInput, *outcome, error) {
+	ref := user.Spec.PasswordSecretRef
+	key := ref.Key
+	if key == "" {
+		key = v1.PasswordKeyCleartext
+	}
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			o := waiting(v1.ReasonSecretNotFound, "Secret %s/%s named in spec.passwordSecretRef does not exist; create it with key %q.",
+				user.Namespace, ref.Name, key)
+			return passwordInput{}, &o, nil
+		}
+		return passwordInput{}, nil, fmt.Errorf("cannot read the password Secret: %w", err)
+	}
+	version := string(secret.UID) + "/" + secret.ResourceVersion
+	if version == user.Status.PasswordSecretVersion {
+		return passwordInput{version: version}, nil, nil
+	}
+	value, ok := secret.Data[key]
+	if !ok || len(value) == 0 {
+		o := waiting(v1.ReasonSecretKeyMissing, "Secret %s/%s has no key %q; add it, or set spec.passwordSecretRef.key to %q or %q.",
+			user.Namespace, ref.Name, key, v1.PasswordKeyCleartext, v1.PasswordKeyHash)
+		return passwordInput{}, &o, nil
+	}
+	if key == v1.PasswordKeyHash {
+		h, err := password.PanelForm(strings.TrimSpace(string(value)))
+		if err != nil {
+			o := waiting(v1.ReasonInvalidPasswordHash, "Key %q of Secret %s/%s is %v; the panel's password is unchanged.",
+				key, user.Namespace, ref.Name, err)
+			return passwordInput{}, &o, nil
+		}
+		return passwordInput{hash: h, version: version}, nil, nil
+	}
+	who := password.Person{Email: user.Spec.Email, FirstName: user.Spec.FirstName, LastName: user.Spec.LastName}
+	if err := r.Options.PasswordPolicy.Check(string(value), who); err != nil {
+		o := waiting(v1.ReasonWeakPassword, "The password in Secret %s/%s is refused: %v. Put a stronger one in the Secret; "+
+			"the panel's password is unchanged.", user.Namespace, ref.Name, err)
+		return passwordInput{}, &o, nil
+	}
+	start := time.Now()
+	h, err := password.Hash(string(value), r.Options.BcryptCost)
+	hashDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		o := waiting(v1.ReasonWeakPassword, "%v; the panel's password is unchanged.", err)
+		return passwordInput{}, &o, nil
+	}
+	return passwordInput{hash: h, version: version}, nil, nil
+}
+
+// findPanelUser finds the panel user this resource manages: by status, by the binding table (a
+// resource restored into a new cluster), or by email (adoption). "" means none exists yet.
+func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (string, *outcome, error) {
+	if id := user.Status.UUID; id != "" {
+		_, err := r.Store.GetUser(ctx, id)
+		if err == nil {
+			return id, r.checkBinding(ctx, user, id), nil
+		}
+		if !errors.Is(err, panel.ErrNotFound) {
+			return "", databaseOutcome(err), storeErr(err)
+		}
+	}
+	if b, err := r.Store.FindBinding(ctx, r.Options.InstanceID, user.Namespace, user.Name); err == nil {
+		if _, err := r.Store.GetUser(ctx, b.UserUUID); err == nil {
+			return b.UserUUID, nil, nil
+		}
+	} else if !errors.Is(err, panel.ErrNotFound) {
+		return "", databaseOutcome(err), storeErr(err)
+	}
+	existing, err := r.Store.FindUserByEmail(ctx, user.Spec.Email)
+	switch {
+	case errors.Is(err, panel.ErrNotFound):
+		return "", nil, nil
+	case err != nil:
+		return "", databaseOutcome(err), storeErr(err)
+	}
+	if o := r.checkBinding(ctx, user, existing.UUID); o != nil {
+		return "", o, nil
+	}
+	if b, err := r.Store.GetBinding(ctx, existing.UUID); err == nil && b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+		return existing.UUID, nil, nil
+	}
+	if user.Spec.Adoption != v1.AdoptionIfExists {
+		o := waiting(v1.ReasonEmailTakenInPanel, "A panel user (%s) that no User resource manages already has this email. "+
+			"Set spec.adoption: IfExists to take it over (its managed fields are overwritten), or change spec.email.", existing.UUID)
+		return "", &o, nil
+	}
+	r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Adopted", "Adopt", "Adopted the existing panel user %s", existing.UUID)
+	return existing.UUID, nil, nil
+}
+
+// checkBinding refuses a panel user bound to another resource or another operator instance.
+func (r *UserReconciler) checkBinding(ctx context.Context, user *v1.User, userUUID string) *outcome {
+	b, err := r.Store.GetBinding(ctx, userUUID)
+	if err != nil || b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+		return nil
+	}
+	o := waiting(v1.ReasonBoundElsewhere, "Panel user %s is managed by User %s/%s of operator instance %q; "+
+		"delete that resource with deletionPolicy Retain to release it.", userUUID, b.Namespace, b.Name, b.InstanceID)
+	return &o
+}
+
+// desiredUser is the panel user the spec asks for, issuing or withdrawing the TOTP seed.
+func (r *UserReconciler) desiredUser(ctx context.Context, user *v1.User) (panel.DesiredUser, *outcome, error) {
+	s := user.Spec
+	d := panel.DesiredUser{
+		Email: strings.TrimSpace(s.Email), FirstName: s.FirstName, LastName: s.LastName, Phone: s.Phone,
+		Language: s.Language, AdminNotes: s.AdminNotes, PhoneVerified: s.PhoneVerified, EmailVerified: s.EmailVerified,
+		TwoFactor: s.TwoFactor.Enabled,
+	}
+	switch s.State {
+	case v1.UserStateActive:
+		d.State = panel.StateActive
+	case v1.UserStateInactive:
+		d.State = panel.StateInactive
+	}
+	wantTOTP := s.TwoFactor.Enabled && s.TwoFactor.Method == v1.TwoFactorMethodTOTP
+	switch {
+	case wantTOTP:
+		seed, o, err := r.ensureTOTPSecret(ctx, user)
+		if o != nil || err != nil {
+			return d, o, err
+		}
+		d.DefaultMethod, d.TOTPSecret = panel.MethodTOTP, seed
+	case user.Status.TOTPSecretName != "":
+		d.DefaultMethod, d.RemoveTOTP = panel.MethodEmail, true
+	case s.TwoFactor.Method == v1.TwoFactorMethodEmail:
+		d.DefaultMethod = panel.MethodEmail
+	}
+	return d, nil, nil
+}
+
+func totpSecretName(user *v1.User) string { return user.Name + "-totp" }
+
+// ensureTOTPSecret returns the seed in the User's TOTP Secret, issuing a new seed into a new
+// Secret (owned by the User) when there is none.
+func (r *UserReconciler) ensureTOTPSecret(ctx context.Context, user *v1.User) (string, *outcome, error) {
+	name := totpSecretName(user)
+	secret := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: user.Namespace, Name: name}, secret)
+	if err == nil {
+		if !metav1.IsControlledBy(secret, user) {
+			o := waiting("TOTPSecretConflict", "Secret %s/%s exists and is not owned by this User; rename or delete it so the "+
+				"operator can issue the authenticator seed there.", user.Namespace, name)
+			return "", &o, nil
+		}
+		if seed := string(secret.Data["secret"]); seed != "" {
+			return seed, nil, nil
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return "", nil, fmt.Errorf("cannot read the TOTP Secret: %w", err)
+	}
+	key, err := totp.Issue(r.Options.TOTPIssuer, user.Spec.Email)
+	if err != nil {
+		return "", nil, err
+	}
+	secret = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: user.Namespace, Name: name,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "puq-user-operator"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"secret": []byte(key.Secret), "otpauth-url": []byte(key.URL), "qr.png": key.QRPNG},
+	}
+	if err := controllerutil.SetControllerReference(user, secret, r.Scheme()); err != nil {
+		return "", nil, err
+	}
+	if err := r.Create(ctx, secret); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return "", nil, fmt.Errorf("the TOTP Secret appeared while issuing a seed; retrying: %w", err)
+		}
+		return "", nil, fmt.Errorf("cannot create the TOTP Secret: %w", err)
+	}
+	user.Status.TOTPSecretName = name
+	r.Recorder.Eventf(user, secret, corev1.EventTypeNormal, "TwoFactorEnrolled", "IssueSeed",
+		"Issued a new authenticator seed into Secret %s", name)
+	return key.Secret, nil, nil
+}
+
+// applyPanelUser creates the panel user, or updates only what differs, then sets the password and
+// the binding.
+func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, existing string, d panel.DesiredUser,
+	pw passwordInput) (*outcome, error) {
+	log := logf.FromContext(ctx)
+	if existing == "" {
+		created, err := r.Store.CreateUser(ctx, d, pw.hash)
+		if err != nil {
+			return databaseOutcome(err), storeErr(err)
+		}
+		user.Status.UUID = created.UUID
+		r.passwordApplied(user, pw)
+		log.Info("Created panel user", "user", klog.KObj(user), "uuid", created.UUID)
+		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Created", "CreateUser", "Created panel user %s", created.UUID)
+	} else {
+		user.Status.UUID = existing
+		changed, err := r.Store.ApplyUser(ctx, existing, d)
+		if err != nil {
+			return databaseOutcome(err), storeErr(err)
+		}
+		if len(changed) > 0 {
+			reason, note := "Updated", "Updated panel user fields: %s"
+			if user.Status.ObservedGeneration == user.Generation && isReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
+				reason, note = "DriftCorrected", "Repaired panel user fields changed outside the operator: %s"
+			}
+			log.Info("Updated panel user", "user", klog.KObj(user), "fields", changed)
+			r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, reason, "UpdateUser", note, strings.Join(changed, ", "))
+		}
+		if pw.hash != "" {
+			if err := r.Store.SetPasswordHash(ctx, existing, pw.hash); err != nil {
+				return databaseOutcome(err), storeErr(err)
+			}
+			r.passwordApplied(user, pw)
+			log.Info("Set panel user password", "user", klog.KObj(user))
+			r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "PasswordChanged", "SetPassword",
+				"Set the panel password from Secret %s", user.Spec.PasswordSecretRef.Name)
+		}
+	}
+	if d.RemoveTOTP {
+		if err := r.deleteTOTPSecret(ctx, user); err != nil {
+			return nil, err
+		}
+	}
+	err := r.Store.Bind(ctx, panel.Binding{UserUUID: user.Status.UUID, Namespace: user.Namespace, Name: user.Name,
+		ResourceUID: string(user.UID), InstanceID: r.Options.InstanceID})
+	return databaseOutcome(err), storeErr(err)
+}
+
+func (r *UserReconciler) passwordApplied(user *v1.User, pw passwordInput) {
+	if pw.hash == "" {
+		return
+	}
+	now := metav1.Now()
+	user.Status.PasswordUpdatedAt = &now
+	user.Status.PasswordSecretVersion = pw.version
+}
+
+func (r *UserReconciler) deleteTOTPSecret(ctx context.Context, user *v1.User) error {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: user.Namespace, Name: totpSecretName(user)}}
+	if err := r.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("cannot delete the TOTP Secret: %w", err)
+	}
+	if user.Status.TOTPSecretName != "" {
+		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "TwoFactorRemoved", "RemoveSeed",
+			"Removed the authenticator seed; email codes are the default again")
+	}
+	user.Status.TOTPSecretName = ""
+	return nil
+}
+
+// observe reads the panel's view of the user back into status.
+func (r *UserReconciler) observe(ctx context.Context, user *v1.User) (*outcome, error) {
+	u, err := r.Store.GetUser(ctx, user.Status.UUID)
+	if err != nil {
+		return databaseOutcome(err), storeErr(err)
+	}
+	clients, err := r.Store.UserClients(ctx, u.UUID)
+	if err != nil {
+		return databaseOutcome(err), storeErr(err)
+	}
+	setObservedUser(&user.Status, u, clients)
+	return nil, nil
+}
+
+// setObservedUser copies the panel's view into status.
+func setObservedUser(st *v1.UserStatus, u panel.User, clients []panel.UserClient) {
+	st.UUID = u.UUID
+	st.PanelStatus = strings.ToUpper(u.Status)
+	st.TwoFactor = "Disabled"
+	if u.TwoFactor {
+		st.TwoFactor = "Enabled"
+	}
+	st.EmailVerified, st.PhoneVerified = u.EmailVerified, u.PhoneVerified
+	st.ClientCount = int32(len(clients))
+	st.Clients = nil
+	for _, c := range clients {
+		st.Clients = append(st.Clients, v1.UserClient{UUID: c.UUID, Name: c.Name, CompanyName: c.CompanyName,
+			TaxID: c.TaxID, Status: strings.ToUpper(c.Status), Owner: c.Owner})
+	}
+}
+
+// reconcileDelete applies the deletion policy, then releases the finalizer.
+func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(user, UserFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	before := user.Status.DeepCopy()
+	o, err := r.releasePanelUser(ctx, user)
+	if err == nil && o == nil {
+		controllerutil.RemoveFinalizer(user, UserFinalizer)
+		return ctrl.Result{}, r.Update(ctx, user)
+	}
+	if o != nil {
+		setConditions(&user.Status.Conditions, user.Generation, *o)
+	}
+	if patchErr := r.patchStatus(ctx, user, before); patchErr != nil && err == nil {
+		err = patchErr
+	}
+	if err == nil && o != nil && o.kind == outcomeRetrying {
+		err = errors.New(o.message)
+	}
+	if err == nil && o != nil && o.kind == outcomeProgressing {
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// releasePanelUser deletes, disables or leaves the panel user. A nil outcome and error mean done.
+func (r *UserReconciler) releasePanelUser(ctx context.Context, user *v1.User) (*outcome, error) {
+	id := user.Status.UUID
+	if id == "" {
+		return nil, nil
+	}
+	log := logf.FromContext(ctx)
+	switch user.Spec.DeletionPolicy {
+	case v1.UserDeletionRetain:
+		err := r.Store.Unbind(ctx, id)
+		return databaseOutcome(err), storeErr(err)
+	case v1.UserDeletionDisable:
+		if _, err := r.Store.DisableUser(ctx, id); err != nil {
+			return databaseOutcome(err), storeErr(err)
+		}
+		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Disabled", "DisableUser", "Disabled panel user %s", id)
+		log.Info("Disabled panel user", "user", klog.KObj(user), "uuid", id)
+		err := r.Store.Unbind(ctx, id)
+		return databaseOutcome(err), storeErr(err)
+	}
+	// Delete: the User's memberships go first (their controller removes the rows), then the user.
+	pending, err := r.deleteMemberships(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if pending > 0 {
+		o := progressing(v1.ReasonDeletionBlocked, "Waiting for %d ClientMembership(s) of this User to be removed.", pending)
+		return &o, nil
+	}
+	err = r.Store.DeleteUser(ctx, id)
+	if errors.Is(err, panel.ErrRefused) {
+		o := waiting(v1.ReasonDeletionBlocked, "The panel user is still associated with clients made in the panel UI: %v. "+
+			"Remove them in Client -> Users, or set spec.deletionPolicy to Retain or Disable.", err)
+		r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonDeletionBlocked, "DeleteUser", o.message)
+		return &o, nil
+	}
+	if err != nil {
+		return databaseOutcome(err), storeErr(err)
+	}
+	if user.Status.TOTPSecretName != "" {
+		if err := r.deleteTOTPSecret(ctx, user); err != nil {
+			return nil, err
+		}
+	}
+	r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Deleted", "DeleteUser", "Deleted panel user %s", id)
+	log.Info("Deleted panel user", "user", klog.KObj(user), "uuid", id)
+	return nil, nil
+}
+
+// deleteMemberships deletes the ClientMemberships that reference the User and returns how many
+// are still there. Garbage collection would do the same through their ownerReferences, but only
+// once the User is gone, which its finalizer prevents.
+func (r *UserReconciler) deleteMemberships(ctx context.Context, user *v1.User) (int, error) {
+	var list v1.ClientMembershipList
+	if err := r.List(ctx, &list, client.InNamespace(user.Namespace), client.MatchingFields{indexMembershipUser: user.Name}); err != nil {
+		return 0, fmt.Errorf("cannot list the User's memberships: %w", err)
+	}
+	for i := range list.Items {
+		m := &list.Items[i]
+		if m.DeletionTimestamp.IsZero() {
+			if err := r.Delete(ctx, m); err != nil && !apierrors.IsNotFound(err) {
+				return 0, fmt.Errorf("cannot delete ClientMembership %s: %w", m.Name, err)
+			}
+		}
+	}
+	return len(list.Items), nil
+}
+
+// patchStatus writes the status once, and only when it changed.
+func (r *UserReconciler) patchStatus(ctx context.Context, user *v1.User, before *v1.UserStatus) error {
+	if equality.Semantic.DeepEqual(before, &user.Status) {
+		return nil
+	}
+	return r.Status().Update(ctx, user)
+}
+
+// isReadyReason reports whether the Ready condition has the reason.
+func isReadyReason(conds []metav1.Condition, reason string) bool {
+	c := meta.FindStatusCondition(conds, v1.ConditionReady)
+	return c != nil && c.Reason == reason
+}
+
+// storeErr passes on errors that databaseOutcome does not turn into a condition.
+func storeErr(err error) error {
+	if err == nil || databaseOutcome(err) != nil {
+		return nil
+	}
+	return err
+}
+
+// SetupWithManager registers the controller: Users, the Secrets they reference (metadata only,
+// so Secret contents are never cached), and their ClientMemberships (for status.clients).
 func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&panelv1alpha1.User{}).
+		For(&v1.User{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+		Watches(&v1.User{}, r.emailPeers()).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.usersForSecret)).
+		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(userOfMembership)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
 		Named("user").
 		Complete(r)
+}
+
+// deletionPredicate passes updates that start a deletion.
+func deletionPredicate() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e eventUpdate) bool {
+		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
+	}}
+}
+
+// emailPeers wakes the Users that share an email with a User that was created, changed its
+// email or was deleted, so a waiting duplicate proceeds as soon as the holder lets go.
+func (r *UserReconciler) emailPeers() handler.EventHandler {
+	enqueue := func(ctx context.Context, email string, self types.UID, q workqueue) {
+		var peers v1.UserList
+		if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(email)}); err != nil {
+			return
+		}
+		for _, p := range peers.Items {
+			if p.UID != self {
+				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}})
+			}
+		}
+	}
+	return handler.Funcs{
+		UpdateFunc: func(ctx context.Context, e eventUpdate, q workqueue) {
+			oldU, newU := e.ObjectOld.(*v1.User), e.ObjectNew.(*v1.User)
+			if panel.NormalizeEmail(oldU.Spec.Email) != panel.NormalizeEmail(newU.Spec.Email) || !newU.DeletionTimestamp.IsZero() {
+				enqueue(ctx, oldU.Spec.Email, newU.UID, q)
+			}
+		},
+		DeleteFunc: func(ctx context.Context, e eventDelete, q workqueue) {
+			if u, ok := e.Object.(*v1.User); ok {
+				enqueue(ctx, u.Spec.Email, u.UID, q)
+			}
+		},
+	}
+}
+
+// usersForSecret maps a Secret to the Users that reference it, and to the User owning it (the
+// TOTP Secret).
+func (r *UserReconciler) usersForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var users v1.UserList
+	if err := r.List(ctx, &users, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexUserSecret: o.GetName()}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(users.Items)+1)
+	for _, u := range users.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: u.Namespace, Name: u.Name}})
+	}
+	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "User" && ref.APIVersion == v1.GroupVersion.String() {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}})
+	}
+	return reqs
+}
+
+// userOfMembership maps a ClientMembership to its User.
+func userOfMembership(_ context.Context, o client.Object) []reconcile.Request {
+	m := o.(*v1.ClientMembership)
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.UserRef.Name}}}
 }

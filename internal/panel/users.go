@@ -112,6 +112,9 @@ func (s *Store) getUser(ctx context.Context, where string, arg any) (User, error
 	var u User
 	err := s.tx(ctx, "read the panel user", func(tx *sql.Tx) error {
 		r, err := s.readUserRow(ctx, tx, where, arg, false)
+		if isNoRows(err) {
+			return fmt.Errorf("user %v: %w", arg, ErrNotFound)
+		}
 		if err != nil {
 			return err
 		}

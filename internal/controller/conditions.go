@@ -1,0 +1,127 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+)
+
+// outcomeKind is how a reconcile ended, in kstatus terms.
+type outcomeKind int
+
+const (
+	// outcomeReady: the panel matches the spec (kstatus Current).
+	outcomeReady outcomeKind = iota
+	// outcomeWaiting: the spec or its inputs are wrong, or another object must change first; the
+	// operator waits for a change instead of retrying (kstatus Failed: Stalled=True).
+	outcomeWaiting
+	// outcomeRetrying: a passing failure (database unreachable); the operator retries with
+	// backoff (kstatus InProgress: Reconciling=True).
+	outcomeRetrying
+	// outcomeProgressing: work is under way, such as a deletion waiting for its dependents.
+	outcomeProgressing
+)
+
+// outcome is what a reconcile concluded, as conditions will say it.
+type outcome struct {
+	kind    outcomeKind
+	reason  string
+	message string
+}
+
+func ready(message string) outcome { return outcome{outcomeReady, v1.ReasonReconciled, message} }
+
+func waiting(reason, format string, args ...any) outcome {
+	return outcome{outcomeWaiting, reason, fmt.Sprintf(format, args...)}
+}
+
+func retrying(reason, format string, args ...any) outcome {
+	return outcome{outcomeRetrying, reason, fmt.Sprintf(format, args...)}
+}
+
+func progressing(reason, format string, args ...any) outcome {
+	return outcome{outcomeProgressing, reason, fmt.Sprintf(format, args...)}
+}
+
+// setConditions writes Ready, Reconciling and Stalled for an outcome. It reports whether the
+// generation was judged (ready, or waiting on a definite problem), so observedGeneration may move.
+func setConditions(conds *[]metav1.Condition, generation int64, o outcome) bool {
+	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(conds, metav1.Condition{
+			Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: generation,
+		})
+	}
+	switch o.kind {
+	case outcomeReady:
+		set(v1.ConditionReady, metav1.ConditionTrue, o.reason, o.message)
+		meta.RemoveStatusCondition(conds, v1.ConditionReconciling)
+		meta.RemoveStatusCondition(conds, v1.ConditionStalled)
+		return true
+	case outcomeWaiting:
+		set(v1.ConditionReady, metav1.ConditionFalse, o.reason, o.message)
+		meta.RemoveStatusCondition(conds, v1.ConditionReconciling)
+		set(v1.ConditionStalled, metav1.ConditionTrue, o.reason, o.message)
+		return true
+	default:
+		set(v1.ConditionReady, metav1.ConditionFalse, o.reason, o.message)
+		set(v1.ConditionReconciling, metav1.ConditionTrue, o.reason, o.message)
+		meta.RemoveStatusCondition(conds, v1.ConditionStalled)
+		return false
+	}
+}
+
+// conclude records an outcome in the conditions (and observedGeneration when the generation was
+// judged), writes the status once through patch, and turns the outcome into a result: a retry
+// with backoff for passing failures, a resync after requeue for the outcomes in resyncOn, and
+// otherwise a wait for the next change.
+func conclude(conds *[]metav1.Condition, observed *int64, generation int64, o outcome, err error,
+	patch func() error, requeue time.Duration, resyncOn ...string) (ctrl.Result, error) {
+	if setConditions(conds, generation, o) {
+		*observed = generation
+	}
+	if patchErr := patch(); patchErr != nil && err == nil {
+		err = patchErr
+	}
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case o.kind == outcomeRetrying:
+		return ctrl.Result{}, errors.New(o.message)
+	case o.kind == outcomeReady || slices.Contains(resyncOn, o.reason):
+		return ctrl.Result{RequeueAfter: requeue}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// databaseOutcome turns a store error into an outcome; nil for errors that are not the store's
+// (the caller returns those for a plain retry).
+func databaseOutcome(err error) *outcome {
+	var o outcome
+	switch {
+	case errors.Is(err, panel.ErrUnavailable):
+		o = retrying(v1.ReasonDatabaseUnavailable, "The panel database cannot be reached; retrying with backoff: %v", err)
+	case errors.Is(err, panel.ErrDuplicatePhone):
+		o = waiting(v1.ReasonDuplicatePhone, "Another panel user has phone number in spec.phone; phone numbers are unique in the panel. "+
+			"Change spec.phone or clear it on the other user.")
+	case errors.Is(err, panel.ErrDuplicateEmail):
+		o = waiting(v1.ReasonEmailTakenInPanel, "Another panel user has this email (compared ignoring case and accents). "+
+			"Change spec.email, remove the other user, or set spec.adoption: IfExists to manage it.")
+	case errors.Is(err, panel.ErrSchema):
+		o = retrying(v1.ReasonDatabaseUnavailable, "The panel database does not have the expected schema: %v", err)
+	case errors.Is(err, panel.ErrRefused):
+		o = waiting(v1.ReasonPanelRefused, "The panel refused the change: %v", err)
+	case errors.Is(err, panel.ErrInvalid):
+		o = waiting(v1.ReasonPanelRefused, "The panel cannot store a value: %v", err)
+	default:
+		return nil
+	}
+	return &o
+}

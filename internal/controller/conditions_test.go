@@ -1,0 +1,72 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+)
+
+func TestSetConditionsSpeaksKstatus(t *testing.T) {
+	cases := []struct {
+		name                        string
+		o                           outcome
+		ready, reconciling, stalled metav1.ConditionStatus // "" = absent
+		judged                      bool
+	}{
+		{"ready", ready("ok"), metav1.ConditionTrue, "", "", true},
+		{"bad input", waiting(v1.ReasonWeakPassword, "weak"), metav1.ConditionFalse, "", metav1.ConditionTrue, true},
+		{"outage", retrying(v1.ReasonDatabaseUnavailable, "down"), metav1.ConditionFalse, metav1.ConditionTrue, "", false},
+		{"deleting", progressing(v1.ReasonDeletionBlocked, "waiting"), metav1.ConditionFalse, metav1.ConditionTrue, "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// Start from the opposite state, so stale conditions must be cleared.
+			conds := []metav1.Condition{}
+			setConditions(&conds, 1, retrying("Old", "old"))
+			setConditions(&conds, 1, waiting("Old", "old"))
+			judged := setConditions(&conds, 7, tc.o)
+			if judged != tc.judged {
+				t.Errorf("judged = %v", judged)
+			}
+			for typ, want := range map[string]metav1.ConditionStatus{
+				v1.ConditionReady: tc.ready, v1.ConditionReconciling: tc.reconciling, v1.ConditionStalled: tc.stalled,
+			} {
+				c := meta.FindStatusCondition(conds, typ)
+				switch {
+				case want == "" && c != nil:
+					t.Errorf("%s should be absent, is %s", typ, c.Status)
+				case want != "" && (c == nil || c.Status != want || c.ObservedGeneration != 7 || c.Reason != tc.o.reason):
+					t.Errorf("%s = %+v, want %s/%s at generation 7", typ, c, want, tc.o.reason)
+				}
+			}
+		})
+	}
+}
+
+func TestEmailHolderIsTheOldestThenByName(t *testing.T) {
+	at := func(sec int) metav1.Time { return metav1.NewTime(time.Unix(int64(1_700_000_000+sec), 0)) }
+	user := func(ns, name string, sec int) v1.User {
+		return v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: at(sec)}}
+	}
+	cases := []struct {
+		users []v1.User
+		want  string
+	}{
+		{[]v1.User{user("b", "x", 5), user("a", "y", 9)}, "b/x"},
+		{[]v1.User{user("b", "x", 5), user("a", "y", 5)}, "a/y"},
+		{[]v1.User{user("a", "z", 5), user("a", "y", 5), user("c", "a", 6)}, "a/y"},
+	}
+	for _, tc := range cases {
+		h := emailHolder(tc.users)
+		if got := h.Namespace + "/" + h.Name; got != tc.want {
+			t.Errorf("holder = %s, want %s", got, tc.want)
+		}
+	}
+	if emailHolder(nil) != nil {
+		t.Error("no users must have no holder")
+	}
+}

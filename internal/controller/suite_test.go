@@ -1,0 +1,376 @@
+package controller_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/controller"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/testdb"
+	"github.com/puqcloud/puq-user-operator/internal/testenv"
+)
+
+var (
+	restConfig *rest.Config
+	k8s        client.Client
+	mariadb    *testdb.MariaDB
+)
+
+func TestMain(m *testing.M) {
+	env, err := testenv.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start the test control plane:", err)
+		os.Exit(1)
+	}
+	if restConfig, err = env.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start kube-apiserver and etcd:", err)
+		os.Exit(1)
+	}
+	code := 1
+	defer func() {
+		_ = env.Stop()
+		if mariadb != nil {
+			mariadb.Close()
+		}
+		os.Exit(code)
+	}()
+	if k8s, err = client.New(restConfig, client.Options{Scheme: env.Scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
+		return
+	}
+	if mariadb, err = testdb.StartMariaDB(); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
+		return
+	}
+	code = m.Run()
+}
+
+// syncBuffer collects the manager's log output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is one test's world: its own namespace, panel database and manager watching that namespace.
+type env struct {
+	t     *testing.T
+	ns    string
+	store *panel.Store
+	db    *sql.DB // a direct connection to the same panel database
+	logs  *syncBuffer
+	opts  controller.Options
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+type envOption func(*env)
+
+func withResync(d time.Duration) envOption { return func(e *env) { e.opts.ResyncPeriod = d } }
+
+// newEnv starts a manager for a fresh namespace against a fresh MariaDB panel database.
+func newEnv(t *testing.T, options ...envOption) *env {
+	t.Helper()
+	p, err := mariadb.NewPanel(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Root.Close() })
+	return startEnv(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root, options...)
+}
+
+// newSQLiteEnv starts a manager against a fresh embedded SQLite panel database.
+func newSQLiteEnv(t *testing.T, options ...envOption) *env {
+	t.Helper()
+	return startEnv(t, panel.Options{DSN: "sqlite://" + filepath.Join(t.TempDir(), "panel.db")}, nil, options...)
+}
+
+func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOption) *env {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ctrl-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	store, err := panel.Open(context.Background(), po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	e := &env{t: t, ns: ns.Name, store: store, db: direct, logs: &syncBuffer{}, opts: controller.Options{
+		InstanceID: "test", BcryptCost: 4, PasswordPolicy: password.Policy{MinLength: 12},
+		Languages: []string{"en", "uk", "pl", "fr"}, TOTPIssuer: "PUQcloud", ResyncPeriod: time.Hour, MaxConcurrentReconciles: 2,
+	}}
+	if e.db == nil {
+		e.db = store.DB()
+	}
+	for _, o := range options {
+		o(e)
+	}
+	e.start()
+	return e
+}
+
+func (e *env) start() {
+	t := e.t
+	skip := true
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                 testenv.Scheme(),
+		Logger:                 zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{e.ns: {}}},
+		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Controller:             config.Controller{SkipNameValidation: &skip},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := controller.Setup(ctx, mgr, e.store, e.opts); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	e.stop, e.done = cancel, make(chan struct{})
+	go func() {
+		defer close(e.done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+	t.Cleanup(e.shutdown)
+}
+
+// shutdown stops the manager (idempotent).
+func (e *env) shutdown() {
+	if e.stop != nil {
+		e.stop()
+		<-e.done
+		e.stop = nil
+	}
+}
+
+// restart runs a new manager on the same namespace and database.
+func (e *env) restart() {
+	e.shutdown()
+	e.start()
+}
+
+func (e *env) ctx() context.Context { return context.Background() }
+
+func (e *env) secret(name string, data map[string]string) {
+	e.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}, StringData: data}
+	if err := k8s.Create(e.ctx(), s); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// setJanePassword replaces the data of jane's password Secret.
+func (e *env) setJanePassword(data map[string]string) {
+	e.t.Helper()
+	s := &corev1.Secret{}
+	if err := k8s.Get(e.ctx(), client.ObjectKey{Namespace: e.ns, Name: "jane-password"}, s); err != nil {
+		e.t.Fatal(err)
+	}
+	s.Data, s.StringData = nil, data
+	if err := k8s.Update(e.ctx(), s); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+const testPassword = "plum-Harbor-7-lantern"
+
+// newUser is a valid User whose Secret holds testPassword.
+func (e *env) newUser(name, email string, mutate ...func(*v1.User)) *v1.User {
+	e.t.Helper()
+	u := &v1.User{
+		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
+		Spec: v1.UserSpec{
+			Email: email, PasswordSecretRef: v1.SecretKeyReference{Name: name + "-password"},
+			FirstName: "Jane", LastName: "Doe", Language: "en",
+		},
+	}
+	for _, m := range mutate {
+		m(u)
+	}
+	return u
+}
+
+func (e *env) create(obj client.Object) {
+	e.t.Helper()
+	if err := k8s.Create(e.ctx(), obj); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// update re-reads obj and applies mutate, retrying on conflicts.
+func update[T client.Object](e *env, obj T, mutate func(T)) {
+	e.t.Helper()
+	for range 10 {
+		if err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			e.t.Fatal(err)
+		}
+		mutate(obj)
+		err := k8s.Update(e.ctx(), obj)
+		if err == nil {
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			e.t.Fatal(err)
+		}
+	}
+	e.t.Fatal("update kept conflicting")
+}
+
+// eventually polls cond until it returns "" or the timeout passes, then fails with its last word.
+func (e *env) eventually(timeout time.Duration, cond func() string) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		if last = cond(); last == "" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("timed out after %s: %s", timeout, last)
+}
+
+// waitUser waits until the User's Ready condition has the reason and, for Ready, the current
+// generation observed.
+func (e *env) waitUser(u *v1.User, reason string) *v1.User {
+	e.t.Helper()
+	got := &v1.User{}
+	e.eventually(30*time.Second, func() string {
+		if err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(u), got); err != nil {
+			return err.Error()
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
+		if c == nil || c.Reason != reason || c.ObservedGeneration != got.Generation {
+			return fmt.Sprintf("User %s Ready condition = %+v, want reason %s at generation %d", u.Name, c, reason, got.Generation)
+		}
+		return ""
+	})
+	return got
+}
+
+func (e *env) waitMembership(m *v1.ClientMembership, reason string) *v1.ClientMembership {
+	e.t.Helper()
+	got := &v1.ClientMembership{}
+	e.eventually(30*time.Second, func() string {
+		if err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(m), got); err != nil {
+			return err.Error()
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
+		if c == nil || c.Reason != reason || c.ObservedGeneration != got.Generation {
+			return fmt.Sprintf("ClientMembership %s Ready condition = %+v, want reason %s", m.Name, c, reason)
+		}
+		return ""
+	})
+	return got
+}
+
+func (e *env) waitGone(obj client.Object) {
+	e.t.Helper()
+	e.eventually(30*time.Second, func() string {
+		err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj)
+		if apierrors.IsNotFound(err) {
+			return ""
+		}
+		return fmt.Sprintf("%s still exists (err %v, finalizers %v)", obj.GetName(), err, obj.GetFinalizers())
+	})
+}
+
+func (e *env) count(query string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.db.QueryRow(query, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func (e *env) str(query string, args ...any) string {
+	e.t.Helper()
+	var v sql.NullString
+	if err := e.db.QueryRow(query, args...).Scan(&v); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+	return v.String
+}
+
+func (e *env) insertClient(company string) string {
+	e.t.Helper()
+	id := newUUID()
+	if _, err := e.db.Exec("INSERT INTO clients (uuid, firstname, lastname, company_name, tax_id, status, created_at, updated_at) "+
+		"VALUES (?, 'Ann', 'Smith', ?, ?, 'active', '2026-01-01 00:00:00', '2026-01-01 00:00:00')", id, company, "TAX-"+company); err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+// eventReasons lists the reasons of the events about an object.
+func (e *env) eventReasons(obj client.Object) []string {
+	e.t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, ev := range list.Items {
+		if ev.Regarding.UID == obj.GetUID() {
+			out = append(out, ev.Reason)
+		}
+	}
+	return out
+}
+
+// allEventText is every event note in the namespace, for leak checks.
+func (e *env) allEventText() string {
+	var list eventsv1.EventList
+	if err := k8s.List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
+		e.t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, ev := range list.Items {
+		b.WriteString(ev.Reason + " " + ev.Note + "\n")
+	}
+	return b.String()
+}
+
+func contains(list []string, v string) bool { return slices.Contains(list, v) }

@@ -1,0 +1,702 @@
+package controller_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pquerna/otp/totp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/password"
+)
+
+func newUUID() string { return uuid.NewString() }
+
+// storedHashVerifies checks a cleartext against the stored hash without printing either.
+func (e *env) storedHashVerifies(userUUID, cleartext string) bool {
+	e.t.Helper()
+	h := e.str("SELECT password FROM users WHERE uuid = ?", userUUID)
+	if !strings.HasPrefix(h, "$2y$") {
+		e.t.Fatal("the stored hash lacks the $2y$ prefix")
+	}
+	return password.Verify(h, cleartext)
+}
+
+// phpVerifies asks PHP, as the panel would, whether the cleartext matches the stored hash.
+func (e *env) phpVerifies(userUUID, cleartext string) bool {
+	e.t.Helper()
+	php, err := exec.LookPath("php")
+	if err != nil {
+		e.t.Fatal("php not found: install php-cli (`apt-get install php-cli`)")
+	}
+	cmd := exec.Command(php, "-r", `$in = explode("\n", stream_get_contents(STDIN));
+echo password_verify($in[0], $in[1]) && password_get_info($in[1])["algoName"] === "bcrypt" ? "yes" : "no";`)
+	cmd.Stdin = strings.NewReader(cleartext + "\n" + e.str("SELECT password FROM users WHERE uuid = ?", userUUID))
+	out, err := cmd.Output()
+	if err != nil {
+		e.t.Fatalf("php: %v", err)
+	}
+	return string(out) == "yes"
+}
+
+func TestUserBecomesAPanelLoginWithStatus(t *testing.T) {
+	e := newEnv(t)
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "Jane.Doe@Example.com", func(u *v1.User) {
+		u.Spec.Phone, u.Spec.AdminNotes, u.Spec.EmailVerified, u.Spec.PhoneVerified = "+48123456789", "OPS-1", true, true
+	})
+	e.create(u)
+	got := e.waitUser(u, v1.ReasonReconciled)
+	st := got.Status
+	if st.UUID == "" || st.PanelStatus != "NEW" || st.TwoFactor != "Disabled" || !st.EmailVerified || !st.PhoneVerified ||
+		st.ClientCount != 0 || st.PasswordUpdatedAt == nil || st.ObservedGeneration != got.Generation {
+		t.Errorf("status = %+v", st)
+	}
+	row := e.str("SELECT CONCAT(email,'|',firstname,'|',lastname,'|',phone_number,'|',language,'|',admin_notes,'|',phone_verified) "+
+		"FROM users WHERE uuid = ?", st.UUID)
+	if row != "Jane.Doe@Example.com|Jane|Doe|+48123456789|en|OPS-1|1" {
+		t.Errorf("users row = %s", row)
+	}
+	if !e.phpVerifies(st.UUID, testPassword) {
+		t.Error("PHP does not accept the stored password")
+	}
+	if !contains(e.eventReasons(got), "Created") {
+		t.Errorf("events = %v, want Created", e.eventReasons(got))
+	}
+	if !contains(got.Finalizers, "panel.puqcloud.com/user") {
+		t.Errorf("finalizers = %v", got.Finalizers)
+	}
+	if b, err := e.store.GetBinding(e.ctx(), st.UUID); err != nil || b.Name != "jane" || b.Namespace != e.ns {
+		t.Errorf("binding = %+v, %v", b, err)
+	}
+}
+
+func TestEditingEachFieldUpdatesTheRow(t *testing.T) {
+	e := newEnv(t)
+	u, id := e.readyUser("jane")
+	cases := []struct {
+		name   string
+		mutate func(*v1.User)
+		column string
+		want   string
+	}{
+		{"email", func(u *v1.User) { u.Spec.Email = "jane.new@example.com" }, "email", "jane.new@example.com"},
+		{"first name", func(u *v1.User) { u.Spec.FirstName = "Janet" }, "firstname", "Janet"},
+		{"last name", func(u *v1.User) { u.Spec.LastName = "Smith" }, "lastname", "Smith"},
+		{"phone", func(u *v1.User) { u.Spec.Phone = "+380441234567" }, "phone_number", "+380441234567"},
+		{"language", func(u *v1.User) { u.Spec.Language = "uk" }, "language", "uk"},
+		{"admin notes", func(u *v1.User) { u.Spec.AdminNotes = "moved to team B" }, "admin_notes", "moved to team B"},
+		{"phone verified", func(u *v1.User) { u.Spec.PhoneVerified = true }, "phone_verified", "1"},
+		{"email verified", func(u *v1.User) { u.Spec.EmailVerified = true }, "email_verified", "1"},
+		{"two-factor flag", func(u *v1.User) { u.Spec.TwoFactor.Enabled = true }, "two_factor", "1"},
+		{"state inactive", func(u *v1.User) { u.Spec.State = v1.UserStateInactive }, "CONCAT(status, `disable`)", "inactive1"},
+		{"state active", func(u *v1.User) { u.Spec.State = v1.UserStateActive }, "CONCAT(status, `disable`)", "active0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			update(e, u, tc.mutate)
+			e.waitUser(u, v1.ReasonReconciled)
+			e.eventually(10*time.Second, func() string {
+				if got := e.str("SELECT "+tc.column+" FROM users WHERE uuid = ?", id); got != tc.want {
+					return tc.column + " = " + got + ", want " + tc.want
+				}
+				return ""
+			})
+		})
+	}
+	got := e.waitUser(u, v1.ReasonReconciled)
+	if got.Status.PanelStatus != "ACTIVE" || got.Status.TwoFactor != "Enabled" || !got.Status.EmailVerified {
+		t.Errorf("status after edits = %+v", got.Status)
+	}
+	if n := e.count("SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND value = 'jane.new@example.com' AND verified = 1", id); n != 1 {
+		t.Errorf("the new email's verification row: %d", n)
+	}
+}
+
+func TestRotatingTheSecretSetsANewHashOnce(t *testing.T) {
+	e := newEnv(t)
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane@example.com")
+	e.create(u)
+	first := e.waitUser(u, v1.ReasonReconciled)
+	id := first.Status.UUID
+	rotated := "second-Quartz-river-88"
+	e.setJanePassword(map[string]string{"password": rotated})
+	e.eventually(20*time.Second, func() string {
+		if !e.storedHashVerifies(id, rotated) {
+			return "the new password is not in the panel yet"
+		}
+		return ""
+	})
+	if !e.phpVerifies(id, rotated) || e.phpVerifies(id, testPassword) {
+		t.Error("PHP must accept the new password and refuse the old one")
+	}
+	got := e.waitUser(u, v1.ReasonReconciled)
+	if got.Status.PasswordSecretVersion == first.Status.PasswordSecretVersion {
+		t.Error("status does not record the new Secret version")
+	}
+	e.eventually(10*time.Second, func() string {
+		if !contains(e.eventReasons(got), "PasswordChanged") {
+			return "no PasswordChanged event"
+		}
+		return ""
+	})
+	// An unrelated edit does not hash again: the stored hash stays byte-for-byte the same.
+	hash := e.str("SELECT password FROM users WHERE uuid = ?", id)
+	update(e, u, func(u *v1.User) { u.Spec.AdminNotes = "unrelated" })
+	e.eventually(10*time.Second, func() string {
+		if e.str("SELECT admin_notes FROM users WHERE uuid = ?", id) != "unrelated" {
+			return "admin notes not applied"
+		}
+		return ""
+	})
+	if e.str("SELECT password FROM users WHERE uuid = ?", id) != hash {
+		t.Error("an unrelated edit re-hashed the password")
+	}
+}
+
+func TestPasswordHashKeyIsStoredAs2y(t *testing.T) {
+	e := newEnv(t)
+	h, err := password.Hash("hash-only-Password-42", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.secret("jane-password", map[string]string{"passwordHash": "$2b$" + h[4:]})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash })
+	e.create(u)
+	id := e.waitUser(u, v1.ReasonReconciled).Status.UUID
+	if e.str("SELECT password FROM users WHERE uuid = ?", id) != h {
+		t.Error("the hash was not stored as the same hash with the $2y$ prefix")
+	}
+	if !e.phpVerifies(id, "hash-only-Password-42") {
+		t.Error("PHP does not accept the stored hash")
+	}
+	e.setJanePassword(map[string]string{"passwordHash": "$2x$04$notahash"})
+	got := e.waitUser(u, v1.ReasonInvalidPasswordHash)
+	if e.str("SELECT password FROM users WHERE uuid = ?", id) != h {
+		t.Error("a malformed hash replaced the stored one")
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionStalled); c == nil || c.Status != "True" {
+		t.Errorf("Stalled = %+v", c)
+	}
+}
+
+func TestWeakPasswordKeepsTheOldHash(t *testing.T) {
+	e := newEnv(t)
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane.doe@example.com")
+	e.create(u)
+	id := e.waitUser(u, v1.ReasonReconciled).Status.UUID
+	hash := e.str("SELECT password FROM users WHERE uuid = ?", id)
+	for _, weak := range []string{"short1", "password1234", "xx-jane.doe-2026"} {
+		e.setJanePassword(map[string]string{"password": weak})
+		got := e.waitUser(u, v1.ReasonWeakPassword)
+		msg := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady).Message
+		if strings.Contains(msg, weak) {
+			t.Errorf("the condition repeats the password: %s", msg)
+		}
+		if e.str("SELECT password FROM users WHERE uuid = ?", id) != hash {
+			t.Fatalf("weak password %d replaced the hash", len(weak))
+		}
+	}
+	e.setJanePassword(map[string]string{"password": "strong-Enough-pass-99"})
+	e.waitUser(u, v1.ReasonReconciled)
+	if !e.storedHashVerifies(id, "strong-Enough-pass-99") {
+		t.Error("the fixed password was not applied")
+	}
+}
+
+func TestMissingSecretOrKeyWaitsThenProceeds(t *testing.T) {
+	e := newEnv(t)
+	u := e.newUser("jane", "jane@example.com")
+	e.create(u)
+	got := e.waitUser(u, v1.ReasonSecretNotFound)
+	if got.Status.UUID != "" || e.count("SELECT COUNT(*) FROM users") != 0 {
+		t.Error("something was written without a password")
+	}
+	if st := kstatus(t, got); st != status.FailedStatus {
+		t.Errorf("kstatus of a User waiting for its Secret = %s, want Failed", st)
+	}
+	e.secret("jane-password", map[string]string{"pass": testPassword})
+	e.waitUser(u, v1.ReasonSecretKeyMissing)
+	e.setJanePassword(map[string]string{"password": testPassword})
+	got = e.waitUser(u, v1.ReasonReconciled)
+	if st := kstatus(t, got); st != status.CurrentStatus {
+		t.Errorf("kstatus of a Ready User = %s, want Current", st)
+	}
+}
+
+func TestUserWithDuplicateEmailWaitsForHolder(t *testing.T) {
+	e := newEnv(t)
+	e.secret("first-password", map[string]string{"password": testPassword})
+	e.secret("second-password", map[string]string{"password": testPassword})
+	first := e.newUser("first", "same@example.com")
+	e.create(first)
+	firstUUID := e.waitUser(first, v1.ReasonReconciled).Status.UUID
+	time.Sleep(1100 * time.Millisecond) // creationTimestamp has one-second resolution
+	second := e.newUser("second", "SAME@Example.com")
+	e.create(second)
+	got := e.waitUser(second, v1.ReasonDuplicateEmail)
+	if msg := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady).Message; !strings.Contains(msg, e.ns+"/first") {
+		t.Errorf("the message does not name the holder: %s", msg)
+	}
+	if n := e.count("SELECT COUNT(*) FROM users"); n != 1 {
+		t.Errorf("%d panel users, want 1", n)
+	}
+	// The holder goes (its panel user with it); the waiting User proceeds untouched.
+	if err := k8s.Delete(e.ctx(), first); err != nil {
+		t.Fatal(err)
+	}
+	got = e.waitUser(second, v1.ReasonReconciled)
+	if got.Status.UUID == firstUUID || e.count("SELECT COUNT(*) FROM users") != 1 {
+		t.Errorf("after the holder left: uuid %s (holder's was %s)", got.Status.UUID, firstUUID)
+	}
+}
+
+func TestEmailTakenInPanelUnlessAdopted(t *testing.T) {
+	e := newEnv(t)
+	hash, _ := password.Hash("panel-made-Password-1", 4)
+	existing, err := e.store.CreateUser(e.ctx(), panel.DesiredUser{Email: "ops@example.com", FirstName: "Made", LastName: "InPanel"}, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.secret("ops-password", map[string]string{"password": testPassword})
+	u := e.newUser("ops", "OPS@example.com")
+	e.create(u)
+	e.waitUser(u, v1.ReasonEmailTakenInPanel)
+	if e.str("SELECT firstname FROM users WHERE uuid = ?", existing.UUID) != "Made" {
+		t.Error("the panel user was changed without adoption")
+	}
+	update(e, u, func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists })
+	got := e.waitUser(u, v1.ReasonReconciled)
+	if got.Status.UUID != existing.UUID || e.str("SELECT firstname FROM users WHERE uuid = ?", existing.UUID) != "Jane" {
+		t.Errorf("adoption: uuid %s, firstname %s", got.Status.UUID, e.str("SELECT firstname FROM users WHERE uuid = ?", existing.UUID))
+	}
+	if !e.storedHashVerifies(existing.UUID, testPassword) {
+		t.Error("adoption did not set the password from the Secret")
+	}
+}
+
+func TestReappliedUserRebindsThroughTheBindingTable(t *testing.T) {
+	e := newEnv(t)
+	u, id := e.readyUser("jane")
+	// The cluster is lost: the resource vanishes without its finalizer running.
+	e.shutdown()
+	update(e, u, func(u *v1.User) { u.Finalizers = nil })
+	if err := k8s.Delete(e.ctx(), u); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGone(u)
+	// The same manifest is applied again (a new UID, no status).
+	e.restart()
+	again := e.newUser("jane", "jane@example.com")
+	e.create(again)
+	got := e.waitUser(again, v1.ReasonReconciled)
+	if got.Status.UUID != id {
+		t.Errorf("re-applied User bound %s, want the original %s", got.Status.UUID, id)
+	}
+	if b, _ := e.store.GetBinding(e.ctx(), id); b.ResourceUID != string(got.UID) {
+		t.Error("the binding does not record the new UID")
+	}
+}
+
+func TestTOTPOnOffOnIssuesANewSeed(t *testing.T) {
+	e := newEnv(t)
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) {
+		u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP}
+	})
+	e.create(u)
+	got := e.waitUser(u, v1.ReasonReconciled)
+	if got.Status.TOTPSecretName != "jane-totp" || got.Status.TwoFactor != "Enabled" {
+		t.Fatalf("status = %+v", got.Status)
+	}
+	seed := totpSeed(t, e)
+	if e.str("SELECT secret FROM verifications WHERE user_uuid = ? AND type = 'totp' AND `default` = 1", got.Status.UUID) != seed {
+		t.Error("the panel's default totp row does not hold the Secret's seed")
+	}
+	checkWithOathtool(t, seed)
+	// Off: row, Secret and flag go; email codes are the default again.
+	update(e, u, func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{} })
+	got = e.waitUser(u, v1.ReasonReconciled)
+	e.eventually(10*time.Second, func() string {
+		err := k8s.Get(e.ctx(), client.ObjectKey{Namespace: e.ns, Name: "jane-totp"}, &corev1.Secret{})
+		if !apierrors.IsNotFound(err) {
+			return "the TOTP Secret is still there"
+		}
+		return ""
+	})
+	if n := e.count("SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'totp'", got.Status.UUID); n != 0 {
+		t.Errorf("%d totp rows left", n)
+	}
+	if e.str("SELECT type FROM verifications WHERE user_uuid = ? AND `default` = 1", got.Status.UUID) != "email" ||
+		got.Status.TwoFactor != "Disabled" || got.Status.TOTPSecretName != "" {
+		t.Errorf("after disabling: %+v", got.Status)
+	}
+	// On again: a different seed.
+	update(e, u, func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
+	e.waitUser(u, v1.ReasonReconciled)
+	if again := totpSeed(t, e); again == seed {
+		t.Error("re-enabling reused the old seed")
+	}
+	reasons := e.eventReasons(got)
+	if !contains(reasons, "TwoFactorEnrolled") || !contains(reasons, "TwoFactorRemoved") {
+		t.Errorf("events = %v", reasons)
+	}
+}
+
+func totpSeed(t *testing.T, e *env) string {
+	t.Helper()
+	s := &corev1.Secret{}
+	e.eventually(10*time.Second, func() string {
+		if err := k8s.Get(e.ctx(), client.ObjectKey{Namespace: e.ns, Name: "jane-totp"}, s); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if !strings.HasPrefix(string(s.Data["otpauth-url"]), "otpauth://totp/PUQcloud:jane@example.com?") || len(s.Data["qr.png"]) < 100 {
+		t.Errorf("the TOTP Secret lacks a proper otpauth-url or qr.png")
+	}
+	return string(s.Data["secret"])
+}
+
+func checkWithOathtool(t *testing.T, seed string) {
+	t.Helper()
+	oathtool, err := exec.LookPath("oathtool")
+	if err != nil {
+		t.Fatal("oathtool not found: install it with `apt-get install oathtool`")
+	}
+	if len(seed) != 32 {
+		t.Fatalf("seed has %d characters, want 32", len(seed))
+	}
+	for range 2 {
+		now := time.Now()
+		out, err := exec.Command(oathtool, "--totp", "-b", "-N", now.UTC().Format("2006-01-02 15:04:05 UTC"), seed).Output()
+		if err != nil {
+			t.Fatalf("oathtool: %v", err)
+		}
+		code, _ := totp.GenerateCode(seed, now)
+		if strings.TrimSpace(string(out)) == code {
+			return
+		}
+	}
+	t.Error("oathtool computes a different code from the seed")
+}
+
+func TestDeletionPolicies(t *testing.T) {
+	e := newEnv(t)
+	make := func(name string, policy v1.UserDeletionPolicy) (*v1.User, string) {
+		e.secret(name+"-password", map[string]string{"password": testPassword})
+		u := e.newUser(name, name+"@example.com", func(u *v1.User) { u.Spec.DeletionPolicy = policy })
+		e.create(u)
+		return u, e.waitUser(u, v1.ReasonReconciled).Status.UUID
+	}
+	del, delID := make("del", v1.UserDeletionDelete)
+	keep, keepID := make("keep", v1.UserDeletionRetain)
+	off, offID := make("off", v1.UserDeletionDisable)
+	for _, u := range []*v1.User{del, keep, off} {
+		if err := k8s.Delete(e.ctx(), u); err != nil {
+			t.Fatal(err)
+		}
+		e.waitGone(u)
+	}
+	if n := e.count("SELECT COUNT(*) FROM users WHERE uuid = ?", delID); n != 0 {
+		t.Error("Delete left the panel user")
+	}
+	if e.str("SELECT CONCAT(status, `disable`) FROM users WHERE uuid = ?", keepID) != "new0" {
+		t.Error("Retain changed the panel user")
+	}
+	if e.str("SELECT CONCAT(status, `disable`) FROM users WHERE uuid = ?", offID) != "inactive1" {
+		t.Error("Disable did not disable the panel user")
+	}
+	for _, id := range []string{keepID, offID} {
+		if _, err := e.store.GetBinding(e.ctx(), id); err == nil {
+			t.Error("a released panel user is still bound")
+		}
+	}
+}
+
+func TestDeletionBlockedByPanelAssociationsThenProceeds(t *testing.T) {
+	e := newEnv(t)
+	u, id := e.readyUser("jane")
+	clientUUID := e.insertClient("Made In Panel Ltd")
+	if _, err := e.db.Exec("INSERT INTO client_x_user (client_uuid, user_uuid, owner, permissions) VALUES (?, ?, 0, '[]')",
+		clientUUID, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(e.ctx(), u); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1.User{}
+	e.eventually(20*time.Second, func() string {
+		_ = k8s.Get(e.ctx(), clientKey(u), got)
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
+		if c == nil || c.Reason != v1.ReasonDeletionBlocked || !strings.Contains(c.Message, "Made In Panel Ltd") {
+			return "no DeletionBlocked condition naming the client"
+		}
+		return ""
+	})
+	if _, err := e.db.Exec("DELETE FROM client_x_user WHERE user_uuid = ?", id); err != nil {
+		t.Fatal(err)
+	}
+	update(e, got, func(u *v1.User) { u.Annotations = map[string]string{"unblock": "now"} })
+	e.waitGone(u)
+	if n := e.count("SELECT COUNT(*) FROM users WHERE uuid = ?", id); n != 0 {
+		t.Error("the panel user is still there")
+	}
+}
+
+func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromObject(o) }
+
+func TestDatabaseOutageRetriesAndLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	u, id := e.readyUser("jane")
+	mariadb.Stop()
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = mariadb.Start()
+		}
+	}()
+	update(e, u, func(u *v1.User) { u.Spec.FirstName = "During-Outage" })
+	got := &v1.User{}
+	e.eventually(30*time.Second, func() string {
+		_ = k8s.Get(e.ctx(), clientKey(u), got)
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReconciling)
+		if c == nil || c.Reason != v1.ReasonDatabaseUnavailable {
+			return "no Reconciling=DatabaseUnavailable condition"
+		}
+		return ""
+	})
+	if st := kstatus(t, got); st != status.InProgressStatus {
+		t.Errorf("kstatus during an outage = %s, want InProgress", st)
+	}
+	if err := mariadb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	e.waitUser(u, v1.ReasonReconciled)
+	if e.str("SELECT firstname FROM users WHERE uuid = ?", id) != "During-Outage" || !e.storedHashVerifies(id, testPassword) {
+		t.Error("the edit made during the outage was lost, or the password changed")
+	}
+}
+
+func TestUnsupportedLanguageWaitsWithoutWriting(t *testing.T) {
+	e := newEnv(t)
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) { u.Spec.Language = "de" })
+	e.create(u)
+	got := e.waitUser(u, v1.ReasonUnsupportedLanguage)
+	if msg := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady).Message; !strings.Contains(msg, "en, uk, pl, fr") {
+		t.Errorf("message does not list the languages: %s", msg)
+	}
+	if e.count("SELECT COUNT(*) FROM users") != 0 {
+		t.Error("a User with an unsupported language was written")
+	}
+}
+
+func TestDuplicatePhoneIsReported(t *testing.T) {
+	e := newEnv(t)
+	for _, n := range []string{"a", "b"} {
+		e.secret(n+"-password", map[string]string{"password": testPassword})
+	}
+	a := e.newUser("a", "a@example.com", func(u *v1.User) { u.Spec.Phone = "+48111222333" })
+	e.create(a)
+	e.waitUser(a, v1.ReasonReconciled)
+	b := e.newUser("b", "b@example.com", func(u *v1.User) { u.Spec.Phone = "+48111222333" })
+	e.create(b)
+	e.waitUser(b, v1.ReasonDuplicatePhone)
+	if n := e.count("SELECT COUNT(*) FROM users"); n != 1 {
+		t.Errorf("%d panel users, want 1: a refused create must leave nothing", n)
+	}
+}
+
+// TestCanaryPasswordNeverLeaks sets a recognisable password and looks for it, and for its hash,
+// in everything the operator emits.
+func TestCanaryPasswordNeverLeaks(t *testing.T) {
+	e := newEnv(t)
+	canary := "CANARY-zebra-Otter-4417"
+	e.secret("jane-password", map[string]string{"password": canary})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) {
+		u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP}
+	})
+	e.create(u)
+	got := e.waitUser(u, v1.ReasonReconciled)
+	e.setJanePassword(map[string]string{"password": "CANARY-weak"})
+	e.waitUser(u, v1.ReasonWeakPassword)
+	hash := e.str("SELECT password FROM users WHERE uuid = ?", got.Status.UUID)
+	seed := totpSeed(t, e)
+	statusJSON, _ := json.Marshal(got.Status)
+	var latest v1.User
+	_ = k8s.Get(e.ctx(), clientKey(u), &latest)
+	latestJSON, _ := json.Marshal(latest.Status)
+	haystacks := map[string]string{
+		"logs": e.logs.String(), "events": e.allEventText(), "status": string(statusJSON) + string(latestJSON),
+	}
+	for where, text := range haystacks {
+		for what, needle := range map[string]string{"password": canary, "weak password": "CANARY-weak", "hash": hash[7:],
+			"TOTP seed": seed} {
+			if strings.Contains(text, needle) {
+				t.Errorf("the %s appears in the %s", what, where)
+			}
+		}
+	}
+	if len(e.logs.String()) < 100 {
+		t.Error("the manager logged nothing: the leak check would prove nothing")
+	}
+}
+
+// TestNoOpResyncWritesNothing counts bcrypt calls, database writes and API writes over resyncs
+// of a Ready User.
+func TestNoOpResyncWritesNothing(t *testing.T) {
+	e := newEnv(t, withResync(500*time.Millisecond))
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) {
+		u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP}
+		u.Spec.State = v1.UserStateActive
+	})
+	e.create(u)
+	e.waitUser(u, v1.ReasonReconciled)
+	time.Sleep(2 * time.Second) // let follow-up reconciles settle
+	before := snapshot(t, e, u)
+	time.Sleep(4 * time.Second) // several resync periods
+	after := snapshot(t, e, u)
+	if after.reconciles-before.reconciles < 3 {
+		t.Fatalf("only %d reconciles in 4s with a 0.5s resync: the test would prove nothing", after.reconciles-before.reconciles)
+	}
+	if after.hashes != before.hashes {
+		t.Errorf("%d bcrypt calls during no-op resyncs", after.hashes-before.hashes)
+	}
+	if after.dbState != before.dbState {
+		t.Errorf("database writes during no-op resyncs:\n before %s\n after  %s", before.dbState, after.dbState)
+	}
+	if after.resourceVersion != before.resourceVersion || after.events != before.events {
+		t.Errorf("API writes during no-op resyncs: resourceVersion %s -> %s, events %d -> %d",
+			before.resourceVersion, after.resourceVersion, before.events, after.events)
+	}
+}
+
+type counts struct {
+	hashes, reconciles uint64
+	dbState            string
+	resourceVersion    string
+	events             int
+}
+
+func snapshot(t *testing.T, e *env, u *v1.User) counts {
+	t.Helper()
+	var c counts
+	c.hashes = histogramCount(t, "puq_user_operator_bcrypt_hash_duration_seconds", "")
+	c.reconciles = counterSum(t, "controller_runtime_reconcile_total", "user")
+	c.dbState = e.str("SELECT CONCAT((SELECT COUNT(*) FROM activity_logs), '|', (SELECT MAX(updated_at) FROM users), '|', " +
+		"(SELECT MAX(updated_at) FROM verifications), '|', (SELECT COUNT(*) FROM verifications), '|', " +
+		"(SELECT MAX(updated_at) FROM puq_operator_bindings))")
+	got := &v1.User{}
+	if err := k8s.Get(e.ctx(), clientKey(u), got); err != nil {
+		t.Fatal(err)
+	}
+	c.resourceVersion = got.ResourceVersion
+	c.events = len(e.eventReasons(got))
+	return c
+}
+
+func gather(t *testing.T) []*dto.MetricFamily {
+	t.Helper()
+	var g prometheus.Gatherer = metrics.Registry
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+func histogramCount(t *testing.T, name, _ string) uint64 {
+	for _, mf := range gather(t) {
+		if mf.GetName() == name {
+			var n uint64
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+func counterSum(t *testing.T, name, controller string) uint64 {
+	var n float64
+	for _, mf := range gather(t) {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return uint64(n)
+}
+
+// kstatus computes what Argo CD, Flux and kubectl's kstatus see.
+func kstatus(t *testing.T, u *v1.User) status.Status {
+	t.Helper()
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}
+
+func TestMainFlowOnSQLite(t *testing.T) {
+	e := newSQLiteEnv(t)
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) { u.Spec.EmailVerified = true })
+	e.create(u)
+	id := e.waitUser(u, v1.ReasonReconciled).Status.UUID
+	if !e.phpVerifies(id, testPassword) {
+		t.Error("PHP does not accept the stored password")
+	}
+	e.setJanePassword(map[string]string{"password": "second-Quartz-river-88"})
+	e.eventually(20*time.Second, func() string {
+		if !e.storedHashVerifies(id, "second-Quartz-river-88") {
+			return "rotation not applied"
+		}
+		return ""
+	})
+	update(e, u, func(u *v1.User) { u.Spec.LastName = "Smith" })
+	e.eventually(10*time.Second, func() string {
+		if e.str("SELECT lastname FROM users WHERE uuid = ?", id) != "Smith" {
+			return "edit not applied"
+		}
+		return ""
+	})
+	if err := k8s.Delete(e.ctx(), u); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGone(u)
+	if e.count("SELECT COUNT(*) FROM users") != 0 {
+		t.Error("the panel user was not deleted")
+	}
+}
