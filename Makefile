@@ -53,6 +53,10 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 build: manifests generate fmt vet ## Build the manager binary.
 	go build -o bin/manager ./cmd
 
+.PHONY: dev
+dev: build control-plane ## Run it all locally: apiserver, etcd, CRDs, the manager on an embedded SQLite panel, the samples.
+	go run ./hack/dev
+
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager from your host against the current kubeconfig.
 	go run ./cmd

@@ -226,9 +226,9 @@ type UserStatus struct {
 	// +optional
 	PhoneVerified bool `json:"phoneVerified,omitempty"`
 
-	// clientCount is the number of clients the user is associated with.
+	// clientCount is the number of clients the user is associated with (shown even when 0).
 	// +optional
-	ClientCount int32 `json:"clientCount,omitempty"`
+	ClientCount int32 `json:"clientCount"`
 
 	// clients are the clients the user is associated with, including associations made in the
 	// panel UI.

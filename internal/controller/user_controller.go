@@ -108,20 +108,19 @@ func (r *UserReconciler) reconcileNormal(ctx context.Context, user *v1.User) (ou
 	if o, err := r.checkEmailHolder(ctx, user); o != nil || err != nil {
 		return deref(o), err
 	}
-	pw, o, err := r.readPassword(ctx, user)
+	existing, binding, o, err := r.findPanelUser(ctx, user)
 	if o != nil || err != nil {
 		return deref(o), err
 	}
-	existing, o, err := r.findPanelUser(ctx, user)
+	// The Secret version last written: the binding row is the truth (a cached status can be
+	// stale); no panel user yet means nothing was written.
+	applied := ""
+	if binding != nil {
+		applied = binding.SecretVersion
+	}
+	pw, o, err := r.readPassword(ctx, user, applied)
 	if o != nil || err != nil {
 		return deref(o), err
-	}
-	if existing == "" && pw.hash == "" {
-		// Status says this Secret version was applied, but the panel user is gone: hash again.
-		user.Status.PasswordSecretVersion = ""
-		if pw, o, err = r.readPassword(ctx, user); o != nil || err != nil {
-			return deref(o), err
-		}
 	}
 	desired, o, err := r.desiredUser(ctx, user)
 	if o != nil || err != nil {
@@ -193,7 +192,7 @@ func olderThan(a, b metav1.ObjectMeta) bool {
 }
 
 // passwordInput is the password to write: a $2y$ hash, or "" when the panel already has this
-// Secret version.
+// Secret version; and the version of the Secret read.
 type passwordInput struct {
 	hash    string
 	version string
@@ -201,7 +200,7 @@ type passwordInput struct {
 
 // readPassword reads the referenced Secret straight from the API server and, only when its
 // version differs from the one last applied, checks and hashes it.
-func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User) (passwordInput, *outcome, error) {
+func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applied string) (passwordInput, *outcome, error) {
 	ref := user.Spec.PasswordSecretRef
 	key := ref.Key
 	if key == "" {
@@ -217,7 +216,7 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User) (passw
 		return passwordInput{}, nil, fmt.Errorf("cannot read the password Secret: %w", err)
 	}
 	version := string(secret.UID) + "/" + secret.ResourceVersion
-	if version == user.Status.PasswordSecretVersion {
+	if version == applied {
 		return passwordInput{version: version}, nil, nil
 	}
 	value, ok := secret.Data[key]
@@ -252,55 +251,62 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User) (passw
 }
 
 // findPanelUser finds the panel user this resource manages: by status, by the binding table (a
-// resource restored into a new cluster), or by email (adoption). "" means none exists yet.
-func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (string, *outcome, error) {
+// resource restored into a new cluster), or by email (adoption). "" means none exists yet. The
+// binding is returned when it is this resource's.
+func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (string, *panel.Binding, *outcome, error) {
 	if id := user.Status.UUID; id != "" {
 		_, err := r.Store.GetUser(ctx, id)
 		if err == nil {
-			return id, r.checkBinding(ctx, user, id), nil
+			b, o, err := r.bindingOf(ctx, user, id)
+			return id, b, o, err
 		}
 		if !errors.Is(err, panel.ErrNotFound) {
-			return "", databaseOutcome(err), storeErr(err)
+			return "", nil, databaseOutcome(err), storeErr(err)
 		}
 	}
 	if b, err := r.Store.FindBinding(ctx, r.Options.InstanceID, user.Namespace, user.Name); err == nil {
 		if _, err := r.Store.GetUser(ctx, b.UserUUID); err == nil {
-			return b.UserUUID, nil, nil
+			return b.UserUUID, &b, nil, nil
 		}
 	} else if !errors.Is(err, panel.ErrNotFound) {
-		return "", databaseOutcome(err), storeErr(err)
+		return "", nil, databaseOutcome(err), storeErr(err)
 	}
 	existing, err := r.Store.FindUserByEmail(ctx, user.Spec.Email)
 	switch {
 	case errors.Is(err, panel.ErrNotFound):
-		return "", nil, nil
+		return "", nil, nil, nil
 	case err != nil:
-		return "", databaseOutcome(err), storeErr(err)
+		return "", nil, databaseOutcome(err), storeErr(err)
 	}
-	if o := r.checkBinding(ctx, user, existing.UUID); o != nil {
-		return "", o, nil
-	}
-	if b, err := r.Store.GetBinding(ctx, existing.UUID); err == nil && b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
-		return existing.UUID, nil, nil
+	b, o, err := r.bindingOf(ctx, user, existing.UUID)
+	if b != nil || o != nil || err != nil {
+		return existing.UUID, b, o, err
 	}
 	if user.Spec.Adoption != v1.AdoptionIfExists {
 		o := waiting(v1.ReasonEmailTakenInPanel, "A panel user (%s) that no User resource manages already has this email. "+
 			"Set spec.adoption: IfExists to take it over (its managed fields are overwritten), or change spec.email.", existing.UUID)
-		return "", &o, nil
+		return "", nil, &o, nil
 	}
 	r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Adopted", "Adopt", "Adopted the existing panel user %s", existing.UUID)
-	return existing.UUID, nil, nil
+	return existing.UUID, nil, nil, nil
 }
 
-// checkBinding refuses a panel user bound to another resource or another operator instance.
-func (r *UserReconciler) checkBinding(ctx context.Context, user *v1.User, userUUID string) *outcome {
+// bindingOf returns the panel user's binding when it is this resource's, nil when the user is
+// unbound, and an outcome when another resource or operator instance holds it.
+func (r *UserReconciler) bindingOf(ctx context.Context, user *v1.User, userUUID string) (*panel.Binding, *outcome, error) {
 	b, err := r.Store.GetBinding(ctx, userUUID)
-	if err != nil || b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
-		return nil
+	if errors.Is(err, panel.ErrNotFound) {
+		return nil, nil, nil
 	}
-	o := waiting(v1.ReasonBoundElsewhere, "Panel user %s is managed by User %s/%s of operator instance %q; "+
-		"delete that resource with deletionPolicy Retain to release it.", userUUID, b.Namespace, b.Name, b.InstanceID)
-	return &o
+	if err != nil {
+		return nil, databaseOutcome(err), storeErr(err)
+	}
+	if !b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+		o := waiting(v1.ReasonBoundElsewhere, "Panel user %s is managed by User %s/%s of operator instance %q; "+
+			"delete that resource with deletionPolicy Retain to release it.", userUUID, b.Namespace, b.Name, b.InstanceID)
+		return nil, &o, nil
+	}
+	return &b, nil, nil
 }
 
 // desiredUser is the panel user the spec asks for, issuing or withdrawing the TOTP seed.
@@ -422,7 +428,10 @@ func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, exis
 		}
 	}
 	err := r.Store.Bind(ctx, panel.Binding{UserUUID: user.Status.UUID, Namespace: user.Namespace, Name: user.Name,
-		ResourceUID: string(user.UID), InstanceID: r.Options.InstanceID})
+		ResourceUID: string(user.UID), InstanceID: r.Options.InstanceID, SecretVersion: pw.version})
+	if err == nil {
+		user.Status.PasswordSecretVersion = pw.version
+	}
 	return databaseOutcome(err), storeErr(err)
 }
 
@@ -432,7 +441,6 @@ func (r *UserReconciler) passwordApplied(user *v1.User, pw passwordInput) {
 	}
 	now := metav1.Now()
 	user.Status.PasswordUpdatedAt = &now
-	user.Status.PasswordSecretVersion = pw.version
 }
 
 func (r *UserReconciler) deleteTOTPSecret(ctx context.Context, user *v1.User) error {

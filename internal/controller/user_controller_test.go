@@ -565,6 +565,7 @@ func TestCanaryPasswordNeverLeaks(t *testing.T) {
 // of a Ready User.
 func TestNoOpResyncWritesNothing(t *testing.T) {
 	e := newEnv(t, withResync(500*time.Millisecond))
+	hashesAtStart := histogramCount(t, "puq_user_operator_bcrypt_hash_duration_seconds", "")
 	e.secret("jane-password", map[string]string{"password": testPassword})
 	u := e.newUser("jane", "jane@example.com", func(u *v1.User) {
 		u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP}
@@ -574,6 +575,12 @@ func TestNoOpResyncWritesNothing(t *testing.T) {
 	e.waitUser(u, v1.ReasonReconciled)
 	time.Sleep(2 * time.Second) // let follow-up reconciles settle
 	before := snapshot(t, e, u)
+	if n := before.hashes - hashesAtStart; n != 1 {
+		t.Errorf("creating a User hashed its password %d times, want exactly 1", n)
+	}
+	if reasons := e.eventReasons(u); contains(reasons, "PasswordChanged") {
+		t.Errorf("a new User got a PasswordChanged event (a second write of the same password): %v", reasons)
+	}
 	time.Sleep(4 * time.Second) // several resync periods
 	after := snapshot(t, e, u)
 	if after.reconciles-before.reconciles < 3 {

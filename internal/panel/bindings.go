@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // bindingTable is the operator's own table, the one it may create on MySQL: which User resource
@@ -18,6 +19,10 @@ type Binding struct {
 	Name        string
 	ResourceUID string
 	InstanceID  string
+	// SecretVersion identifies the password Secret content last written to the panel (its UID and
+	// resourceVersion). Kept here, not only in status, so a stale cache or a lost status never
+	// makes the operator hash and write the same password again.
+	SecretVersion string
 }
 
 // SameResource reports whether b is held by the resource namespace/name of operator instance.
@@ -33,6 +38,7 @@ func (s *Store) createBindingTable(ctx context.Context) error {
   name VARCHAR(253) NOT NULL,
   resource_uid VARCHAR(36) NOT NULL,
   instance_id VARCHAR(253) NOT NULL,
+  secret_version VARCHAR(255) NULL,
   created_at TIMESTAMP NULL,
   updated_at TEXT NULL`
 	if s.engine == EngineMySQL {
@@ -44,14 +50,33 @@ func (s *Store) createBindingTable(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, ddl); err != nil {
 		return classify("create the operator's binding table "+bindingTable, err)
 	}
-	return nil
+	return s.upgradeBindingTable(ctx)
+}
+
+// upgradeBindingTable adds the columns later versions of the operator added to its own table.
+func (s *Store) upgradeBindingTable(ctx context.Context) error {
+	query := "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?"
+	if s.engine == EngineSQLite {
+		query = "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?"
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, query, bindingTable, "secret_version").Scan(&n); err != nil {
+		return classify("inspect the operator's binding table", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, "ALTER TABLE "+bindingTable+" ADD COLUMN secret_version VARCHAR(255) NULL")
+	return classify("upgrade the operator's binding table", err)
 }
 
 // GetBinding returns the binding of a panel user; ErrNotFound when it has none.
 func (s *Store) GetBinding(ctx context.Context, userUUID string) (Binding, error) {
 	b := Binding{UserUUID: userUUID}
-	err := s.db.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id FROM "+bindingTable+
-		" WHERE user_uuid = ?", userUUID).Scan(&b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID)
+	var version sql.NullString
+	err := s.db.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, secret_version FROM "+bindingTable+
+		" WHERE user_uuid = ?", userUUID).Scan(&b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID, &version)
+	b.SecretVersion = version.String
 	if isNoRows(err) {
 		return b, fmt.Errorf("binding of user %s: %w", userUUID, ErrNotFound)
 	}
@@ -61,9 +86,11 @@ func (s *Store) GetBinding(ctx context.Context, userUUID string) (Binding, error
 // FindBinding returns the binding held by a resource; ErrNotFound when it holds none.
 func (s *Store) FindBinding(ctx context.Context, instance, namespace, name string) (Binding, error) {
 	b := Binding{Namespace: namespace, Name: name, InstanceID: instance}
-	err := s.db.QueryRowContext(ctx, "SELECT user_uuid, resource_uid FROM "+bindingTable+
+	var version sql.NullString
+	err := s.db.QueryRowContext(ctx, "SELECT user_uuid, resource_uid, secret_version FROM "+bindingTable+
 		" WHERE instance_id = ? AND namespace = ? AND name = ? ORDER BY updated_at DESC LIMIT 1",
-		instance, namespace, name).Scan(&b.UserUUID, &b.ResourceUID)
+		instance, namespace, name).Scan(&b.UserUUID, &b.ResourceUID, &version)
+	b.SecretVersion = version.String
 	if isNoRows(err) {
 		return b, fmt.Errorf("binding of %s/%s: %w", namespace, name, ErrNotFound)
 	}
@@ -75,24 +102,26 @@ func (s *Store) FindBinding(ctx context.Context, instance, namespace, name strin
 func (s *Store) Bind(ctx context.Context, b Binding) error {
 	return s.tx(ctx, "bind the panel user", func(tx *sql.Tx) error {
 		var cur Binding
-		err := tx.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id FROM "+bindingTable+
-			" WHERE user_uuid = ?"+s.forUpdate(), b.UserUUID).Scan(&cur.Namespace, &cur.Name, &cur.ResourceUID, &cur.InstanceID)
+		var version sql.NullString
+		err := tx.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, secret_version FROM "+bindingTable+
+			" WHERE user_uuid = ?"+s.forUpdate(), b.UserUUID).Scan(&cur.Namespace, &cur.Name, &cur.ResourceUID, &cur.InstanceID, &version)
 		now := s.timestamp()
 		switch {
 		case isNoRows(err):
 			_, err = tx.ExecContext(ctx, "INSERT INTO "+bindingTable+" (user_uuid, namespace, name, resource_uid, "+
-				"instance_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-				b.UserUUID, b.Namespace, b.Name, b.ResourceUID, b.InstanceID, now, now)
+				"instance_id, secret_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+				b.UserUUID, b.Namespace, b.Name, b.ResourceUID, b.InstanceID, nullable(b.SecretVersion), now, now)
 			return err
 		case err != nil:
 			return err
 		}
-		cur.UserUUID = b.UserUUID
+		cur.UserUUID, cur.SecretVersion = b.UserUUID, version.String
 		if cur == b {
 			return nil
 		}
 		_, err = tx.ExecContext(ctx, "UPDATE "+bindingTable+" SET namespace = ?, name = ?, resource_uid = ?, "+
-			"instance_id = ?, updated_at = ? WHERE user_uuid = ?", b.Namespace, b.Name, b.ResourceUID, b.InstanceID, now, b.UserUUID)
+			"instance_id = ?, secret_version = ?, updated_at = ? WHERE user_uuid = ?", b.Namespace, b.Name, b.ResourceUID,
+			b.InstanceID, nullable(b.SecretVersion), now, b.UserUUID)
 		return err
 	})
 }
@@ -113,15 +142,7 @@ func (s *Store) CreateDemoClient(ctx context.Context, c Client) (Client, error) 
 		return existing, nil
 	}
 	now := s.timestamp()
-	first, last := c.Name, ""
-	if i := len(first); i > 0 {
-		for j := range first {
-			if first[j] == ' ' {
-				first, last = c.Name[:j], c.Name[j+1:]
-				break
-			}
-		}
-	}
+	first, last, _ := strings.Cut(c.Name, " ")
 	status := c.Status
 	if status == "" {
 		status = "active"

@@ -40,6 +40,7 @@ type fixture struct {
 	store *panel.Store
 	db    *sql.DB
 	clock *time.Time
+	opts  panel.Options
 }
 
 // engines runs a test on MariaDB and on SQLite, each with a fresh panel database.
@@ -63,6 +64,7 @@ func open(t *testing.T, opts panel.Options, direct *sql.DB) fixture {
 	clock := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	f := fixture{clock: &clock}
 	opts.Now = func() time.Time { return *f.clock }
+	f.opts = opts
 	s, err := panel.Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("open %s: %v", opts.DSN, err)
@@ -74,6 +76,17 @@ func open(t *testing.T, opts panel.Options, direct *sql.DB) fixture {
 		f.db = s.DB()
 	}
 	return f
+}
+
+// reopen opens the fixture's database again, as a restarted operator would.
+func reopen(t *testing.T, f fixture) *panel.Store {
+	t.Helper()
+	s, err := panel.Open(context.Background(), f.opts)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 // tick moves the store's clock on, so a write would show in updated_at.
@@ -681,7 +694,8 @@ func TestBindingsRebindByName(t *testing.T) {
 		if _, err := f.store.GetBinding(ctx, u.UUID); !errors.Is(err, panel.ErrNotFound) {
 			t.Fatalf("unbound: want ErrNotFound, got %v", err)
 		}
-		b := panel.Binding{UserUUID: u.UUID, Namespace: "team-a", Name: "jane", ResourceUID: uuid.NewString(), InstanceID: "prod"}
+		b := panel.Binding{UserUUID: u.UUID, Namespace: "team-a", Name: "jane", ResourceUID: uuid.NewString(), InstanceID: "prod",
+			SecretVersion: "0b8f2a4e/41"}
 		if err := f.store.Bind(ctx, b); err != nil {
 			t.Fatal(err)
 		}
@@ -709,6 +723,32 @@ func TestBindingsRebindByName(t *testing.T) {
 		}
 		if _, err := f.store.GetBinding(ctx, u.UUID); !errors.Is(err, panel.ErrNotFound) {
 			t.Errorf("after Unbind: %v", err)
+		}
+	})
+}
+
+func TestOpenUpgradesAnOlderBindingTable(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		// The first release's table, without secret_version.
+		if _, err := f.db.Exec("DROP TABLE puq_operator_bindings"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.Exec("CREATE TABLE puq_operator_bindings (user_uuid VARCHAR(36) NOT NULL PRIMARY KEY, " +
+			"namespace VARCHAR(253) NOT NULL, name VARCHAR(253) NOT NULL, resource_uid VARCHAR(36) NOT NULL, " +
+			"instance_id VARCHAR(253) NOT NULL, created_at TEXT NULL, updated_at TEXT NULL)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.Exec("INSERT INTO puq_operator_bindings VALUES ('u1', 'ns', 'jane', 'uid', 'default', NULL, NULL)"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.store.Close(); err != nil {
+			t.Fatal(err)
+		}
+		reopened := reopen(t, f)
+		b, err := reopened.GetBinding(ctx, "u1")
+		if err != nil || b.Name != "jane" || b.SecretVersion != "" {
+			t.Fatalf("after the upgrade: %+v, %v", b, err)
 		}
 	})
 }
