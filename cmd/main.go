@@ -136,7 +136,8 @@ func run(s settings) error {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	store, err := panel.Open(openCtx, panel.Options{DSN: s.panelDSN, PasswordFile: s.panelPasswordFile, Location: loc})
+	store, err := panel.Open(openCtx, panel.Options{DSN: s.panelDSN, PasswordFile: s.panelPasswordFile, Location: loc,
+		Observe: controller.ObserveDatabase})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("cannot open the panel database: %w", err)

@@ -144,8 +144,11 @@ type ClientMembershipStatus struct {
 	// +optional
 	Client *ClientSummary `json:"client,omitempty"`
 
-	// observedGeneration is the generation last reconciled successfully.
+	// observedGeneration is the generation the operator last judged: reconciled, or found waiting
+	// on a problem a person must fix. 0 until the operator has seen the object, so kstatus, Argo CD
+	// and Flux read a new object as in progress.
 	// +optional
+	// +kubebuilder:default=0
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions are Ready, Reconciling and Stalled, in the form kstatus, Argo CD and Flux read.
@@ -179,6 +182,7 @@ type ClientMembership struct {
 
 	// status is the association as the panel has it.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status ClientMembershipStatus `json:"status,omitzero"`
 }
 

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
@@ -193,6 +194,36 @@ func TestAPIServerAppliesDefaults(t *testing.T) {
 		t.Errorf("membership deletionPolicy = %q, want Delete", m.Spec.DeletionPolicy)
 	}
 }
+
+// TestNewObjectsReadAsInProgress: before the operator has seen an object, its status defaults to
+// observedGeneration 0, so kstatus (and Flux's wait) read it as InProgress, not Current.
+func TestNewObjectsReadAsInProgress(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	for _, obj := range []client.Object{validUser(ns, "fresh"), validMembership(ns, "fresh")} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(v1.GroupVersion.WithKind(map[bool]string{true: "User", false: "ClientMembership"}[isUser(obj)]))
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), u); err != nil {
+			t.Fatal(err)
+		}
+		observed, found, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+		if !found || observed != 0 {
+			t.Errorf("%s: status.observedGeneration = %d (found %v), want a defaulted 0", u.GetKind(), observed, found)
+		}
+		res, err := kstatus.Compute(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != kstatus.InProgressStatus {
+			t.Errorf("%s: kstatus of a new object = %s, want InProgress", u.GetKind(), res.Status)
+		}
+	}
+}
+
+func isUser(o client.Object) bool { _, ok := o.(*v1.User); return ok }
 
 func TestSamplesAreAccepted(t *testing.T) {
 	ns := newNamespace(t)

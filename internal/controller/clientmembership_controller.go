@@ -37,8 +37,8 @@ type ClientMembershipReconciler struct {
 	Options  Options
 }
 
-// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships,verbs=get;list;watch;update;patch;delete
-// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships/status,verbs=update
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships/finalizers,verbs=update
 
 // Reconcile brings one association in line with its spec.
@@ -65,7 +65,7 @@ func (r *ClientMembershipReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	o, err := r.reconcileNormal(ctx, m, user, userErr == nil)
 	// A client created later in the panel is picked up on the next resync.
-	return conclude(&m.Status.Conditions, &m.Status.ObservedGeneration, m.Generation, o, err,
+	return conclude("ClientMembership", &m.Status.Conditions, &m.Status.ObservedGeneration, m.Generation, o, err,
 		func() error { return r.patchStatus(ctx, m, before) }, r.Options.resync(), v1.ReasonClientNotFound)
 }
 

@@ -82,7 +82,7 @@ func setConditions(conds *[]metav1.Condition, generation int64, o outcome) bool 
 // judged), writes the status once through patch, and turns the outcome into a result: a retry
 // with backoff for passing failures, a resync after requeue for the outcomes in resyncOn, and
 // otherwise a wait for the next change.
-func conclude(conds *[]metav1.Condition, observed *int64, generation int64, o outcome, err error,
+func conclude(kind string, conds *[]metav1.Condition, observed *int64, generation int64, o outcome, err error,
 	patch func() error, requeue time.Duration, resyncOn ...string) (ctrl.Result, error) {
 	if setConditions(conds, generation, o) {
 		*observed = generation
@@ -90,6 +90,11 @@ func conclude(conds *[]metav1.Condition, observed *int64, generation int64, o ou
 	if patchErr := patch(); patchErr != nil && err == nil {
 		err = patchErr
 	}
+	reason := o.reason
+	if err != nil {
+		reason = "Error"
+	}
+	reconcileOutcomes.WithLabelValues(kind, reason).Inc()
 	switch {
 	case err != nil:
 		return ctrl.Result{}, err

@@ -1,12 +1,19 @@
 package controller
 
 import (
+	"strings"
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	kworkqueue "k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
 
 type (
@@ -22,6 +29,69 @@ var hashDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Buckets: []float64{0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5},
 })
 
+var (
+	reconcileOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puq_user_operator_reconcile_outcomes_total",
+		Help: "Reconciles by kind and the reason of the Ready condition they ended with (Error: returned an error).",
+	}, []string{"kind", "reason"})
+	usersByPanelStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "puq_user_operator_users",
+		Help: "Managed panel users by their status in the panel.",
+	}, []string{"panel_status"})
+	databaseDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "puq_user_operator_panel_db_operation_duration_seconds",
+		Help:    "Duration of panel database operations.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"operation"})
+	databaseErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puq_user_operator_panel_db_operation_errors_total",
+		Help: "Failed panel database operations, by operation and outcome (unavailable, duplicate, refused, invalid, schema, error).",
+	}, []string{"operation", "outcome"})
+)
+
 func init() {
-	metrics.Registry.MustRegister(hashDuration)
+	metrics.Registry.MustRegister(hashDuration, reconcileOutcomes, usersByPanelStatus, databaseDuration, databaseErrors)
+	for _, s := range panelStatuses {
+		usersByPanelStatus.WithLabelValues(s).Set(0)
+	}
+}
+
+// ObserveDatabase records a panel database operation; it is the panel.Options.Observe hook.
+func ObserveDatabase(op string, d time.Duration, err error) {
+	op = strings.NewReplacer(" ", "_", "'", "").Replace(op)
+	databaseDuration.WithLabelValues(op).Observe(d.Seconds())
+	if o := panel.Outcome(err); o != "ok" && o != "not_found" {
+		databaseErrors.WithLabelValues(op, o).Inc()
+	}
+}
+
+var panelStatuses = []string{"NEW", "ACTIVE", "INACTIVE", "CLOSED", "FRAUD"}
+
+// statusTracker keeps the panel status of every managed user for the users gauge.
+type statusTracker struct {
+	mu     sync.Mutex
+	status map[types.UID]string
+}
+
+var trackedUsers = &statusTracker{status: map[types.UID]string{}}
+
+// set records a user's status ("" forgets the user) and refreshes the gauge.
+func (t *statusTracker) set(uid types.UID, status string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.status[uid] == status {
+		return
+	}
+	if status == "" {
+		delete(t.status, uid)
+	} else {
+		t.status[uid] = status
+	}
+	counts := map[string]float64{}
+	for _, s := range t.status {
+		counts[s]++
+	}
+	for _, s := range panelStatuses {
+		usersByPanelStatus.WithLabelValues(s).Set(counts[s])
+	}
 }

@@ -126,6 +126,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 	if err := k8s.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
+	po.Observe = controller.ObserveDatabase
 	store, err := panel.Open(context.Background(), po)
 	if err != nil {
 		t.Fatal(err)

@@ -72,11 +72,13 @@ type UserReconciler struct {
 	Options   Options
 }
 
-// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/status,verbs=get;update;patch
+// RBAC, least privilege: Secrets are read (and watched as metadata); the only Secrets written are
+// the TOTP Secrets the operator creates and deletes. No verb on anything else.
+// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/status,verbs=update
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/finalizers,verbs=update
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships,verbs=get;list;watch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one User's panel user in line with its spec and reports the panel's view.
@@ -95,7 +97,7 @@ func (r *UserReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	before := user.Status.DeepCopy()
 	o, err := r.reconcileNormal(ctx, user)
-	return conclude(&user.Status.Conditions, &user.Status.ObservedGeneration, user.Generation, o, err,
+	return conclude("User", &user.Status.Conditions, &user.Status.ObservedGeneration, user.Generation, o, err,
 		func() error { return r.patchStatus(ctx, user, before) }, r.Options.resync())
 }
 
@@ -467,6 +469,7 @@ func (r *UserReconciler) observe(ctx context.Context, user *v1.User) (*outcome, 
 		return databaseOutcome(err), storeErr(err)
 	}
 	setObservedUser(&user.Status, u, clients)
+	trackedUsers.set(user.UID, user.Status.PanelStatus)
 	return nil, nil
 }
 
@@ -495,6 +498,7 @@ func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ct
 	before := user.Status.DeepCopy()
 	o, err := r.releasePanelUser(ctx, user)
 	if err == nil && o == nil {
+		trackedUsers.set(user.UID, "")
 		controllerutil.RemoveFinalizer(user, UserFinalizer)
 		return ctrl.Result{}, r.Update(ctx, user)
 	}

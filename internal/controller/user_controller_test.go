@@ -84,6 +84,52 @@ func TestUserBecomesAPanelLoginWithStatus(t *testing.T) {
 	if b, err := e.store.GetBinding(e.ctx(), st.UUID); err != nil || b.Name != "jane" || b.Namespace != e.ns {
 		t.Errorf("binding = %+v, %v", b, err)
 	}
+	for _, m := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"puq_user_operator_users", map[string]string{"panel_status": "NEW"}},
+		{"puq_user_operator_reconcile_outcomes_total", map[string]string{"kind": "User", "reason": "Reconciled"}},
+		{"puq_user_operator_panel_db_operation_duration_seconds", map[string]string{"operation": "create_the_panel_user"}},
+		{"puq_user_operator_bcrypt_hash_duration_seconds", nil},
+	} {
+		if v := metricValue(t, m.name, m.labels); v < 1 {
+			t.Errorf("metric %s%v = %v, want at least 1", m.name, m.labels, v)
+		}
+	}
+}
+
+// metricValue sums a counter or gauge, or counts a histogram's samples, over the series that
+// carry the labels.
+func metricValue(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, mf := range gather(t) {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue series
+				}
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }
 
 func TestEditingEachFieldUpdatesTheRow(t *testing.T) {
@@ -466,6 +512,7 @@ func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromOb
 func TestDatabaseOutageRetriesAndLosesNothing(t *testing.T) {
 	e := newEnv(t)
 	u, id := e.readyUser("jane")
+	unavailableBefore := metricValue(t, "puq_user_operator_panel_db_operation_errors_total", map[string]string{"outcome": "unavailable"})
 	mariadb.Stop()
 	restarted := false
 	defer func() {
@@ -485,6 +532,9 @@ func TestDatabaseOutageRetriesAndLosesNothing(t *testing.T) {
 	})
 	if st := kstatus(t, got); st != status.InProgressStatus {
 		t.Errorf("kstatus during an outage = %s, want InProgress", st)
+	}
+	if metricValue(t, "puq_user_operator_panel_db_operation_errors_total", map[string]string{"outcome": "unavailable"}) <= unavailableBefore {
+		t.Error("the outage did not show in panel_db_operation_errors_total{outcome=unavailable}")
 	}
 	if err := mariadb.Start(); err != nil {
 		t.Fatal(err)

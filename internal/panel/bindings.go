@@ -71,10 +71,11 @@ func (s *Store) upgradeBindingTable(ctx context.Context) error {
 }
 
 // GetBinding returns the binding of a panel user; ErrNotFound when it has none.
-func (s *Store) GetBinding(ctx context.Context, userUUID string) (Binding, error) {
+func (s *Store) GetBinding(ctx context.Context, userUUID string) (_ Binding, err error) {
+	defer s.timed("read the binding")(&err)
 	b := Binding{UserUUID: userUUID}
 	var version sql.NullString
-	err := s.db.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, secret_version FROM "+bindingTable+
+	err = s.db.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, secret_version FROM "+bindingTable+
 		" WHERE user_uuid = ?", userUUID).Scan(&b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID, &version)
 	b.SecretVersion = version.String
 	if isNoRows(err) {
@@ -84,10 +85,11 @@ func (s *Store) GetBinding(ctx context.Context, userUUID string) (Binding, error
 }
 
 // FindBinding returns the binding held by a resource; ErrNotFound when it holds none.
-func (s *Store) FindBinding(ctx context.Context, instance, namespace, name string) (Binding, error) {
+func (s *Store) FindBinding(ctx context.Context, instance, namespace, name string) (_ Binding, err error) {
+	defer s.timed("find the binding")(&err)
 	b := Binding{Namespace: namespace, Name: name, InstanceID: instance}
 	var version sql.NullString
-	err := s.db.QueryRowContext(ctx, "SELECT user_uuid, resource_uid, secret_version FROM "+bindingTable+
+	err = s.db.QueryRowContext(ctx, "SELECT user_uuid, resource_uid, secret_version FROM "+bindingTable+
 		" WHERE instance_id = ? AND namespace = ? AND name = ? ORDER BY updated_at DESC LIMIT 1",
 		instance, namespace, name).Scan(&b.UserUUID, &b.ResourceUID, &version)
 	b.SecretVersion = version.String

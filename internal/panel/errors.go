@@ -84,3 +84,25 @@ func duplicateKey(op, message string, err error) error {
 	}
 	return fmt.Errorf("cannot %s: duplicate key: %w", op, err)
 }
+
+// Outcome names an operation's result for metrics: ok, not_found, duplicate, refused, invalid,
+// unavailable, schema or error.
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrDuplicateEmail), errors.Is(err, ErrDuplicatePhone):
+		return "duplicate"
+	case errors.Is(err, ErrRefused):
+		return "refused"
+	case errors.Is(err, ErrInvalid):
+		return "invalid"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, ErrSchema):
+		return "schema"
+	}
+	return "error"
+}

@@ -50,14 +50,18 @@ type Options struct {
 	Location *time.Location
 	// Now returns the current time; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// Observe, when set, is told the duration and outcome of every database operation (for
+	// metrics). op is a short name such as "create the panel user".
+	Observe func(op string, d time.Duration, err error)
 }
 
 // Store is the panel database. It is safe for concurrent use.
 type Store struct {
-	db     *sql.DB
-	engine Engine
-	loc    *time.Location
-	now    func() time.Time
+	db      *sql.DB
+	engine  Engine
+	loc     *time.Location
+	now     func() time.Time
+	observe func(op string, d time.Duration, err error)
 }
 
 //go:embed schema_sqlite.sql
@@ -69,7 +73,7 @@ var registerCollation sync.Once
 // and column the operator uses exists; on SQLite it creates the panel tables when missing. Either
 // way it creates the operator's own binding table when missing.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	s := &Store{loc: opts.Location, now: opts.Now}
+	s := &Store{loc: opts.Location, now: opts.Now, observe: opts.Observe}
 	if s.loc == nil {
 		s.loc = time.UTC
 	}
@@ -239,7 +243,8 @@ func (s *Store) checkSchema(ctx context.Context) error {
 }
 
 // tx runs fn in one transaction, committing when it returns nil and rolling back otherwise.
-func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) (err error) {
+	defer s.timed(op)(&err)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(op, err)
@@ -249,6 +254,17 @@ func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error
 		return classify(op, err)
 	}
 	return classify(op, tx.Commit())
+}
+
+// timed reports an operation's duration and error to Options.Observe; use as
+// defer s.timed(op)(&err).
+func (s *Store) timed(op string) func(*error) {
+	start := time.Now()
+	return func(err *error) {
+		if s.observe != nil {
+			s.observe(op, time.Since(start), *err)
+		}
+	}
 }
 
 // forUpdate locks the rows a transaction reads on MySQL; SQLite locks the whole database anyway.
