@@ -58,8 +58,8 @@ dev: build control-plane ## Run it all locally: apiserver, etcd, CRDs, the manag
 	go run ./hack/dev
 
 .PHONY: run
-run: manifests generate fmt vet ## Run the manager from your host against the current kubeconfig.
-	go run ./cmd
+run: manifests generate fmt vet ## Run the manager from your host against the current kubeconfig (flags in ARGS).
+	go run ./cmd $(ARGS)
 
 .PHONY: docker-build
 docker-build: ## Build the manager image.
