@@ -39,6 +39,10 @@ vet: ## Run go vet against code.
 test: manifests generate fmt vet control-plane test-deps ## Run all tests against a real kube-apiserver, etcd and MariaDB.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test ./... -count=1 -timeout 25m
 
+.PHONY: bench
+bench: build control-plane test-deps ## Benchmarks against the real binary (BENCH_ARGS=-quick for small sizes); writes bin/bench/results.json.
+	go run ./test/bench $(BENCH_ARGS)
+
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
 	"$(GOLANGCI_LINT)" run

@@ -73,6 +73,7 @@ type settings struct {
 	resync                       time.Duration
 	instanceID, timezone         string
 	maxConcurrent                int
+	namespaces                   string
 	leaderElectionNamespace      string
 	leaseDuration, renewDeadline time.Duration
 }
@@ -105,6 +106,8 @@ func parseFlags() (settings, zap.Options) {
 		"one panel need different IDs.")
 	fs.StringVar(&s.timezone, "timezone", "UTC", "The panel's timezone (APP_TIMEZONE) for created_at and updated_at.")
 	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", runtime.NumCPU(), "Objects reconciled at once, per kind.")
+	fs.StringVar(&s.namespaces, "namespace", "", "Watch only these namespaces (comma-separated); default all. Email "+
+		"uniqueness is then checked among the watched Users (the panel's unique index still applies).")
 	opts := zap.Options{}
 	opts.BindFlags(fs)
 	fs.VisitAll(func(f *flag.Flag) {
@@ -165,7 +168,7 @@ func run(s settings) error {
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &s.leaseDuration,
 		RenewDeadline:                 &s.renewDeadline,
-		Cache:                         crcache.Options{DefaultTransform: slimCache},
+		Cache:                         crcache.Options{DefaultTransform: slimCache, DefaultNamespaces: namespaceConfig(s.namespaces)},
 		// Secrets are never served from a cache: the controllers read the few they need directly.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
@@ -203,6 +206,18 @@ func slimCache(obj any) (any, error) {
 }
 
 var _ cache.TransformFunc = slimCache
+
+func namespaceConfig(v string) map[string]crcache.Config {
+	list := splitList(v)
+	if len(list) == 0 {
+		return nil
+	}
+	out := make(map[string]crcache.Config, len(list))
+	for _, ns := range list {
+		out[ns] = crcache.Config{}
+	}
+	return out
+}
 
 func splitList(v string) []string {
 	var out []string

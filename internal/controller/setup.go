@@ -17,7 +17,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, store *panel.Store, opts Optio
 		return fmt.Errorf("cannot set up field indexes: %w", err)
 	}
 	rec := mgr.GetEventRecorder("puq-user-operator")
-	if err := (&UserReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: store, Recorder: rec,
+	if err := (&UserReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Metadata: mgr.GetCache(), Store: store, Recorder: rec,
 		Options: opts}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("cannot set up the User controller: %w", err)
 	}

@@ -67,9 +67,12 @@ type UserReconciler struct {
 	client.Client
 	// APIReader reads Secrets straight from the API server, so no Secret is ever cached.
 	APIReader client.Reader
-	Store     *panel.Store
-	Recorder  recorder.EventRecorder
-	Options   Options
+	// Metadata reads the metadata-only Secret cache (names, UIDs and resourceVersions), so an
+	// unchanged password Secret costs no API call.
+	Metadata client.Reader
+	Store    *panel.Store
+	Recorder recorder.EventRecorder
+	Options  Options
 }
 
 // RBAC, least privilege: Secrets are read (and watched as metadata); the only Secrets written are
@@ -128,10 +131,11 @@ func (r *UserReconciler) reconcileNormal(ctx context.Context, user *v1.User) (ou
 	if o != nil || err != nil {
 		return deref(o), err
 	}
-	if o, err := r.applyPanelUser(ctx, user, existing, desired, pw); o != nil || err != nil {
+	current, o, err := r.applyPanelUser(ctx, user, existing, binding, desired, pw)
+	if o != nil || err != nil {
 		return deref(o), err
 	}
-	if o, err := r.observe(ctx, user); o != nil || err != nil {
+	if o, err := r.observe(ctx, user, *current); o != nil || err != nil {
 		return deref(o), err
 	}
 	return ready("The panel user matches the spec."), nil
@@ -208,8 +212,16 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 	if key == "" {
 		key = v1.PasswordKeyCleartext
 	}
+	key2 := types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}
+	if applied != "" && r.Metadata != nil {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := r.Metadata.Get(ctx, key2, m); err == nil && string(m.UID)+"/"+m.ResourceVersion == applied {
+			return passwordInput{version: applied}, nil, nil
+		}
+	}
 	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}, secret); err != nil {
+	if err := r.APIReader.Get(ctx, key2, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			o := waiting(v1.ReasonSecretNotFound, "Secret %s/%s named in spec.passwordSecretRef does not exist; create it with key %q.",
 				user.Namespace, ref.Name, key)
@@ -257,17 +269,18 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 // binding is returned when it is this resource's.
 func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (string, *panel.Binding, *outcome, error) {
 	if id := user.Status.UUID; id != "" {
-		_, err := r.Store.GetUser(ctx, id)
-		if err == nil {
-			b, o, err := r.bindingOf(ctx, user, id)
+		// Bound to this resource: the user exists (deleting it removes the binding too; if it was
+		// deleted behind the operator's back, ApplyUser says so and it is created again).
+		b, o, err := r.bindingOf(ctx, user, id)
+		if b != nil || o != nil || err != nil {
 			return id, b, o, err
 		}
-		if !errors.Is(err, panel.ErrNotFound) {
-			return "", nil, databaseOutcome(err), storeErr(err)
+		if exists, err := r.Store.UserExists(ctx, id); err != nil || exists {
+			return id, nil, databaseOutcome(err), storeErr(err)
 		}
 	}
 	if b, err := r.Store.FindBinding(ctx, r.Options.InstanceID, user.Namespace, user.Name); err == nil {
-		if _, err := r.Store.GetUser(ctx, b.UserUUID); err == nil {
+		if exists, err := r.Store.UserExists(ctx, b.UserUUID); err == nil && exists {
 			return b.UserUUID, &b, nil, nil
 		}
 	} else if !errors.Is(err, panel.ErrNotFound) {
@@ -388,24 +401,33 @@ func (r *UserReconciler) ensureTOTPSecret(ctx context.Context, user *v1.User) (s
 
 // applyPanelUser creates the panel user, or updates only what differs, then sets the password and
 // the binding.
-func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, existing string, d panel.DesiredUser,
-	pw passwordInput) (*outcome, error) {
+func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, existing string, binding *panel.Binding,
+	d panel.DesiredUser, pw passwordInput) (*panel.User, *outcome, error) {
 	log := logf.FromContext(ctx)
+	var current panel.User
 	if existing == "" {
 		created, err := r.Store.CreateUser(ctx, d, pw.hash)
 		if err != nil {
-			return databaseOutcome(err), storeErr(err)
+			return nil, databaseOutcome(err), storeErr(err)
 		}
+		current = created
 		user.Status.UUID = created.UUID
 		r.passwordApplied(user, pw)
 		log.Info("Created panel user", "user", klog.KObj(user), "uuid", created.UUID)
 		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Created", "CreateUser", "Created panel user %s", created.UUID)
 	} else {
 		user.Status.UUID = existing
-		changed, err := r.Store.ApplyUser(ctx, existing, d)
-		if err != nil {
-			return databaseOutcome(err), storeErr(err)
+		applied, changed, err := r.Store.ApplyUser(ctx, existing, d)
+		if errors.Is(err, panel.ErrNotFound) {
+			user.Status.UUID = ""
+			_ = r.Store.Unbind(ctx, existing)
+			o := retrying(v1.ReasonProgressing, "Panel user %s was deleted outside the operator; creating it again.", existing)
+			return nil, &o, nil
 		}
+		if err != nil {
+			return nil, databaseOutcome(err), storeErr(err)
+		}
+		current = applied
 		if len(changed) > 0 {
 			reason, note := "Updated", "Updated panel user fields: %s"
 			if user.Status.ObservedGeneration == user.Generation && isReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
@@ -416,7 +438,7 @@ func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, exis
 		}
 		if pw.hash != "" {
 			if err := r.Store.SetPasswordHash(ctx, existing, pw.hash); err != nil {
-				return databaseOutcome(err), storeErr(err)
+				return nil, databaseOutcome(err), storeErr(err)
 			}
 			r.passwordApplied(user, pw)
 			log.Info("Set panel user password", "user", klog.KObj(user))
@@ -426,15 +448,18 @@ func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, exis
 	}
 	if d.RemoveTOTP {
 		if err := r.deleteTOTPSecret(ctx, user); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	err := r.Store.Bind(ctx, panel.Binding{UserUUID: user.Status.UUID, Namespace: user.Namespace, Name: user.Name,
-		ResourceUID: string(user.UID), InstanceID: r.Options.InstanceID, SecretVersion: pw.version})
-	if err == nil {
-		user.Status.PasswordSecretVersion = pw.version
+	want := panel.Binding{UserUUID: user.Status.UUID, Namespace: user.Namespace, Name: user.Name,
+		ResourceUID: string(user.UID), InstanceID: r.Options.InstanceID, SecretVersion: pw.version}
+	if binding == nil || *binding != want {
+		if err := r.Store.Bind(ctx, want); err != nil {
+			return nil, databaseOutcome(err), storeErr(err)
+		}
 	}
-	return databaseOutcome(err), storeErr(err)
+	user.Status.PasswordSecretVersion = pw.version
+	return &current, nil, nil
 }
 
 func (r *UserReconciler) passwordApplied(user *v1.User, pw passwordInput) {
@@ -458,12 +483,8 @@ func (r *UserReconciler) deleteTOTPSecret(ctx context.Context, user *v1.User) er
 	return nil
 }
 
-// observe reads the panel's view of the user back into status.
-func (r *UserReconciler) observe(ctx context.Context, user *v1.User) (*outcome, error) {
-	u, err := r.Store.GetUser(ctx, user.Status.UUID)
-	if err != nil {
-		return databaseOutcome(err), storeErr(err)
-	}
+// observe puts the panel's view of the user, as the last write left it, and its clients into status.
+func (r *UserReconciler) observe(ctx context.Context, user *v1.User, u panel.User) (*outcome, error) {
 	clients, err := r.Store.UserClients(ctx, u.UUID)
 	if err != nil {
 		return databaseOutcome(err), storeErr(err)

@@ -757,3 +757,24 @@ func TestMainFlowOnSQLite(t *testing.T) {
 		t.Error("the panel user was not deleted")
 	}
 }
+
+func TestPanelUserDeletedInThePanelIsCreatedAgain(t *testing.T) {
+	e := newEnv(t)
+	u, id := e.readyUser("jane")
+	if _, err := e.db.Exec("DELETE FROM users WHERE uuid = ?", id); err != nil {
+		t.Fatal(err)
+	}
+	update(e, u, func(u *v1.User) { u.Spec.AdminNotes = "wake up" })
+	var got *v1.User
+	e.eventually(30*time.Second, func() string {
+		got = e.waitUser(u, v1.ReasonReconciled)
+		if got.Status.UUID == id || got.Status.UUID == "" {
+			return "not recreated yet"
+		}
+		return ""
+	})
+	notes := e.str("SELECT admin_notes FROM users WHERE uuid = ?", got.Status.UUID)
+	if !e.storedHashVerifies(got.Status.UUID, testPassword) || notes != "wake up" {
+		t.Error("the recreated panel user lacks the password or the fields")
+	}
+}

@@ -211,7 +211,7 @@ func TestApplyUserTwiceWritesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.tick()
-		changed, err := f.store.ApplyUser(ctx, u.UUID, d)
+		_, changed, err := f.store.ApplyUser(ctx, u.UUID, d)
 		if err != nil || len(changed) != 0 {
 			t.Fatalf("first apply of an unchanged user changed %v (%v)", changed, err)
 		}
@@ -219,7 +219,7 @@ func TestApplyUserTwiceWritesNothing(t *testing.T) {
 		logs := f.count(t, "SELECT COUNT(*) FROM activity_logs")
 		verif := f.str(t, "SELECT MAX(updated_at) FROM verifications WHERE user_uuid = ?", u.UUID)
 		f.tick()
-		changed, err = f.store.ApplyUser(ctx, u.UUID, d)
+		_, changed, err = f.store.ApplyUser(ctx, u.UUID, d)
 		if err != nil || len(changed) != 0 {
 			t.Fatalf("second apply changed %v (%v)", changed, err)
 		}
@@ -251,7 +251,7 @@ func TestApplyUserWritesOnlyWhatDiffers(t *testing.T) {
 		d.FirstName = "Janet"
 		d.Phone = ""
 		d.TwoFactor = true
-		changed, err := f.store.ApplyUser(ctx, u.UUID, d)
+		_, changed, err := f.store.ApplyUser(ctx, u.UUID, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -291,7 +291,7 @@ func TestStateWritesStatusAndDisable(t *testing.T) {
 		}
 		d := jane()
 		d.State = panel.StateInactive
-		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := f.store.GetUser(ctx, u.UUID)
@@ -299,7 +299,7 @@ func TestStateWritesStatusAndDisable(t *testing.T) {
 			t.Errorf("inactive: status %s disabled %v", got.Status, got.Disabled)
 		}
 		d.State = panel.StateActive
-		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = f.store.GetUser(ctx, u.UUID)
@@ -418,7 +418,7 @@ func TestEmailChangeGetsItsOwnVerificationRow(t *testing.T) {
 		}
 		d := jane()
 		d.Email, d.EmailVerified = "jane@new.example.com", false
-		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
 			t.Fatal(err)
 		}
 		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND value = ? AND `default` = 1 AND verified = 0",
@@ -433,7 +433,7 @@ func TestEmailChangeGetsItsOwnVerificationRow(t *testing.T) {
 			t.Error("users.email_verified does not follow the new email's row")
 		}
 		d.EmailVerified = true
-		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := f.store.GetUser(ctx, u.UUID); !got.EmailVerified {
@@ -485,12 +485,12 @@ func TestTOTPRowGivesTheCodesOathtoolExpects(t *testing.T) {
 			}
 		}
 		// Re-applying the same seed writes nothing; a new seed replaces the row.
-		if changed, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil || len(changed) != 0 {
+		if _, changed, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil || len(changed) != 0 {
 			t.Errorf("same seed again changed %v (%v)", changed, err)
 		}
 		key2, _ := totp.Generate(totp.GenerateOpts{Issuer: "PUQcloud", AccountName: "jane.doe@example.com", SecretSize: 20})
 		d.TOTPSecret = key2.Secret()
-		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
 			t.Fatal(err)
 		}
 		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'totp'", u.UUID); n != 1 {
@@ -501,7 +501,7 @@ func TestTOTPRowGivesTheCodesOathtoolExpects(t *testing.T) {
 		}
 		// Removing it makes the email row the default again.
 		d.TwoFactor, d.DefaultMethod, d.TOTPSecret, d.RemoveTOTP = false, panel.MethodEmail, "", true
-		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := f.store.GetUser(ctx, u.UUID)
@@ -528,7 +528,7 @@ func TestUnsetMethodKeepsTheUsersOwnDefault(t *testing.T) {
 		}
 		d := jane()
 		d.TwoFactor = true
-		if _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := f.store.GetUser(ctx, u.UUID)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -177,7 +178,7 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 		if err != nil {
 			return err
 		}
-		if _, err := s.syncVerifications(ctx, tx, id, d); err != nil {
+		if _, _, err := s.syncVerifications(ctx, tx, id, d); err != nil {
 			return err
 		}
 		r, err := s.readUserRow(ctx, tx, "uuid = ?", id, false)
@@ -198,20 +199,25 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 }
 
 // ApplyUser makes the panel user match d, writing only what differs: no UPDATE, no updated_at
-// change and no activity row when everything already matches. It returns the names of what
-// changed (columns, "emailVerification", "totp", "defaultMethod"), empty when nothing did.
-func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser) ([]string, error) {
+// change and no activity row when everything already matches. It returns the user as it now is,
+// and the names of what changed (columns, "emailVerification", "totp", "defaultMethod"), empty
+// when nothing did. ErrNotFound when the user is gone.
+func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser) (User, []string, error) {
 	if err := d.validate(); err != nil {
-		return nil, err
+		return User{}, nil, err
 	}
 	var changed []string
+	var result User
 	err := s.tx(ctx, "update the panel user", func(tx *sql.Tx) error {
 		changed = nil
 		before, err := s.readUserRow(ctx, tx, "uuid = ?", userUUID, true)
+		if isNoRows(err) {
+			return fmt.Errorf("user %s: %w", userUUID, ErrNotFound)
+		}
 		if err != nil {
 			return err
 		}
-		verificationChanges, err := s.syncVerifications(ctx, tx, userUUID, d)
+		vs, verificationChanges, err := s.syncVerifications(ctx, tx, userUUID, d)
 		if err != nil {
 			return err
 		}
@@ -227,15 +233,32 @@ func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser) (
 				cols = append(cols, c)
 			}
 		}
+		after := maps.Clone(before)
 		if len(cols) > 0 {
 			if err := s.updateUserColumns(ctx, tx, userUUID, before, cols, want); err != nil {
 				return err
 			}
+			for _, c := range cols {
+				if w := want[c]; w != nil {
+					after[c] = *w
+				} else {
+					delete(after, c)
+				}
+			}
 		}
+		result = userFromRow(after, vs)
 		changed = append(cols, verificationChanges...)
 		return nil
 	})
-	return changed, err
+	return result, changed, err
+}
+
+// UserExists reports whether a panel user with this UUID exists.
+func (s *Store) UserExists(ctx context.Context, userUUID string) (_ bool, err error) {
+	defer s.timed("check the panel user")(&err)
+	var n int
+	err = s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM users WHERE uuid = ?", userUUID).Scan(&n)
+	return n > 0, classify("check the panel user", err)
 }
 
 // managedColumns are the users columns the operator writes, in table order.
@@ -440,10 +463,10 @@ func (s *Store) readVerifications(ctx context.Context, q querier, userUUID strin
 
 // syncVerifications makes the verifications rows match d, the panel's way: a row for the current
 // email holding "verified", the operator's totp row holding its seed, and exactly one default row.
-func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, d DesiredUser) ([]string, error) {
+func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, d DesiredUser) ([]verification, []string, error) {
 	vs, err := s.readVerifications(ctx, tx, userUUID, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var changed []string
 	now := s.timestamp()
@@ -454,7 +477,7 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 			"`device_name`, `verified`, `default`, `expires_at`, `created_at`, `updated_at`) "+
 			"VALUES (?, ?, 'email', ?, ?, 'system', ?, 0, ?, ?, ?)",
 			v.UUID, userUUID, v.Value, v.Secret, boolInt(v.Verified), now, now, now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		vs = append(vs, v)
 		emailRow = len(vs) - 1
@@ -462,7 +485,7 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 	} else if vs[emailRow].Verified != d.EmailVerified {
 		if _, err := tx.ExecContext(ctx, "UPDATE verifications SET `verified` = ?, `updated_at` = ? WHERE uuid = ?",
 			boolInt(d.EmailVerified), now, vs[emailRow].UUID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		vs[emailRow].Verified = d.EmailVerified
 		changed = append(changed, "emailVerification")
@@ -475,7 +498,7 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 			keepSeed := d.TOTPSecret != "" && v.Secret == d.TOTPSecret && v.Verified && totpRow < 0
 			if v.Type == string(MethodTOTP) && !keepSeed {
 				if _, err := tx.ExecContext(ctx, "DELETE FROM verifications WHERE uuid = ?", v.UUID); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				changed = appendOnce(changed, "totp")
 				continue
@@ -493,7 +516,7 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 		if _, err := tx.ExecContext(ctx, "INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, "+
 			"`device_name`, `verified`, `default`, `created_at`, `updated_at`) VALUES (?, ?, 'totp', NULL, ?, ?, 1, 0, ?, ?)",
 			v.UUID, userUUID, v.Secret, TOTPDeviceName, now, now); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		vs = append(vs, v)
 		totpRow = len(vs) - 1
@@ -503,14 +526,15 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 	want := chooseDefault(vs, d.DefaultMethod, emailRow, totpRow)
 	for i, v := range vs {
 		if v.Default != (i == want) {
+			vs[i].Default = i == want
 			if _, err := tx.ExecContext(ctx, "UPDATE verifications SET `default` = ?, `updated_at` = ? WHERE uuid = ?",
 				boolInt(i == want), now, v.UUID); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			changed = appendOnce(changed, "defaultMethod")
 		}
 	}
-	return changed, nil
+	return vs, changed, nil
 }
 
 // tooLong reports whether a value has more characters than a column of the panel holds.
