@@ -64,6 +64,7 @@ func init() {
 // PUQ_<FLAG> (upper case, dashes as underscores), which a flag on the command line overrides.
 type settings struct {
 	metricsAddr, probeAddr       string
+	pprofAddr                    string
 	secureMetrics, enableHTTP2   bool
 	leaderElect                  bool
 	metricsCertPath              string
@@ -84,6 +85,7 @@ func parseFlags() (settings, zap.Options) {
 	fs.StringVar(&s.metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint: :8443 for HTTPS, :8080 "+
 		"for HTTP, 0 to disable.")
 	fs.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "Address of the health probe endpoint.")
+	fs.StringVar(&s.pprofAddr, "pprof-bind-address", "", "Address of a pprof endpoint for profiling; empty disables it.")
 	fs.BoolVar(&s.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
 	fs.StringVar(&s.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease "+
 		"(default: the pod's namespace).")
@@ -162,6 +164,7 @@ func run(s settings) error {
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        s.probeAddr,
+		PprofBindAddress:              s.pprofAddr,
 		LeaderElection:                s.leaderElect,
 		LeaderElectionID:              "puq-user-operator.panel.puqcloud.com",
 		LeaderElectionNamespace:       s.leaderElectionNamespace,

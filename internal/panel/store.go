@@ -128,6 +128,10 @@ func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
 	cfg.Params["time_zone"] = "'+00:00'"
 	cfg.Collation = "utf8mb4_unicode_ci"
 	cfg.ParseTime = false
+	// Queries keep their placeholders and arguments; the driver escapes the arguments itself
+	// (it refuses to for charsets where that is unsafe; utf8mb4 is safe) instead of a server-side
+	// PREPARE, EXECUTE and CLOSE per query: one round trip instead of three.
+	cfg.InterpolateParams = true
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}

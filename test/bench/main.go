@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -336,7 +338,8 @@ func noopResync(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
-	mgr, err := w.startManager("noop", ns, "--bcrypt-cost=4", "--resync-period="+c.resyncPeriod.String())
+	mgr, err := w.startManager("noop", ns, "--bcrypt-cost=4", "--resync-period="+c.resyncPeriod.String(),
+		"--pprof-bind-address="+os.Getenv("BENCH_PPROF"))
 	if err != nil {
 		return figure{}, err
 	}
@@ -355,12 +358,26 @@ func noopResync(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
+	if addr := os.Getenv("BENCH_PPROF"); addr != "" {
+		// A CPU profile of the manager over the resync, for finding what a no-op costs.
+		go func() {
+			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=" + fmt.Sprint(int(c.resyncPeriod.Seconds())))
+			if err != nil {
+				return
+			}
+			defer func() { _ = resp.Body.Close() }()
+			if f, err := os.Create(filepath.Join(testenv.RepoRoot(), "bin", "bench", "noop.pprof")); err == nil {
+				_, _ = io.Copy(f, resp.Body)
+				_ = f.Close()
+			}
+		}()
+	}
 	deadline := time.Now().Add(c.resyncPeriod*3 + 5*time.Minute)
 	for reconciles()-r0 < float64(c.noopUsers) {
 		if time.Now().After(deadline) {
 			return figure{}, fmt.Errorf("only %.0f of %d Users resynced", reconciles()-r0, c.noopUsers)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
 	r1, h1, a1, c1 := reconciles(), mgr.metric("puq_user_operator_bcrypt_hash_duration_seconds_count"), mgr.apiWrites(), mgr.cpu()
 	d1, err := w.db.writes()
