@@ -31,11 +31,9 @@ import (
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -171,7 +169,7 @@ func run(s settings) error {
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &s.leaseDuration,
 		RenewDeadline:                 &s.renewDeadline,
-		Cache:                         crcache.Options{DefaultTransform: slimCache, DefaultNamespaces: namespaceConfig(s.namespaces)},
+		Cache:                         crcache.Options{DefaultTransform: controller.SlimCache, DefaultNamespaces: namespaceConfig(s.namespaces)},
 		// Secrets are never served from a cache: the controllers read the few they need directly.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
@@ -195,20 +193,6 @@ func run(s settings) error {
 	setupLog.Info("Starting manager", "instanceID", s.instanceID, "languages", opts.Languages)
 	return mgr.Start(ctx)
 }
-
-// slimCache drops what the controllers never read from cached objects: managed fields everywhere,
-// and annotations of the metadata-only Secrets (kubectl's last-applied copy would hold the data).
-func slimCache(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	if p, ok := obj.(*metav1.PartialObjectMetadata); ok {
-		p.SetAnnotations(nil)
-	}
-	return obj, nil
-}
-
-var _ cache.TransformFunc = slimCache
 
 func namespaceConfig(v string) map[string]crcache.Config {
 	list := splitList(v)

@@ -4,10 +4,26 @@ import (
 	"context"
 	"fmt"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
+
+// SlimCache is the manager's cache transform. It drops, in place, what the controllers never
+// read: managed fields everywhere; and the annotations and labels of the metadata-only Secrets
+// (kubectl's last-applied annotation alone would hold a copy of the data). In place, because a
+// copy per object raised the peak during the initial list (measured: make bench).
+func SlimCache(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	if p, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		p.SetAnnotations(nil)
+		p.SetLabels(nil)
+	}
+	return obj, nil
+}
 
 // Setup registers the field indexes and both controllers with the manager. The manager's client
 // must not cache Secrets (client.CacheOptions.DisableFor): the controllers read the few Secrets

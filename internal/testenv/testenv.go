@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	panelv1alpha1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
@@ -87,4 +89,29 @@ func New() (*envtest.Environment, error) {
 		BinaryAssetsDirectory: dir,
 		Scheme:                Scheme(),
 	}, nil
+}
+
+// Main is a TestMain for packages that need only the control plane: it starts kube-apiserver and
+// etcd with the CRDs, sets *c to a client of them, runs the tests, stops them and exits.
+func Main(m *testing.M, c *client.Client) {
+	env, err := New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start the test control plane:", err)
+		os.Exit(1)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start kube-apiserver and etcd:", err)
+		os.Exit(1)
+	}
+	code := 1
+	if *c, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err == nil {
+		code = m.Run()
+	} else {
+		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
+	}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot stop the test control plane:", err)
+	}
+	os.Exit(code)
 }

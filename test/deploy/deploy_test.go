@@ -5,7 +5,6 @@ package deploy_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,24 +25,7 @@ import (
 
 var k8s client.Client
 
-func TestMain(m *testing.M) {
-	env, err := testenv.New()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start the test control plane:", err)
-		os.Exit(1)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start kube-apiserver and etcd:", err)
-		os.Exit(1)
-	}
-	code := 1
-	if k8s, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err == nil {
-		code = m.Run()
-	}
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &k8s) }
 
 func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
