@@ -212,16 +212,16 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 	if key == "" {
 		key = v1.PasswordKeyCleartext
 	}
-	key2 := types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}
+	secretKey := types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}
 	if applied != "" && r.Metadata != nil {
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		if err := r.Metadata.Get(ctx, key2, m); err == nil && string(m.UID)+"/"+m.ResourceVersion == applied {
+		if err := r.Metadata.Get(ctx, secretKey, m); err == nil && string(m.UID)+"/"+m.ResourceVersion == applied {
 			return passwordInput{version: applied}, nil, nil
 		}
 	}
 	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, key2, secret); err != nil {
+	if err := r.APIReader.Get(ctx, secretKey, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			o := waiting(v1.ReasonSecretNotFound, "Secret %s/%s named in spec.passwordSecretRef does not exist; create it with key %q.",
 				user.Namespace, ref.Name, key)
