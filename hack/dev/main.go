@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
@@ -62,7 +61,7 @@ func run() error {
 		step("Stopping kube-apiserver and etcd")
 		_ = env.Stop()
 	}()
-	kubeconfig, err := writeKubeconfig(env, devDir)
+	kubeconfig, _, err := testenv.AdminKubeconfig(env, devDir)
 	if err != nil {
 		return err
 	}
@@ -130,19 +129,6 @@ Manager log: %s. Panel database: %s. Press Ctrl-C to stop and tear everything do
 	case err := <-exited:
 		return fmt.Errorf("the manager exited: %v (log: %s)", err, logFile.Name())
 	}
-}
-
-func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	admin, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("cannot provision the admin user: %w", err)
-	}
-	raw, err := admin.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	return path, os.WriteFile(path, raw, 0o600)
 }
 
 func prepareDatabase(path string) error {

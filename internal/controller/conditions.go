@@ -106,8 +106,23 @@ func conclude(kind string, conds *[]metav1.Condition, observed *int64, generatio
 	return ctrl.Result{}, nil
 }
 
+// conditionErrors are the store errors databaseOutcome turns into a condition.
+var conditionErrors = []error{panel.ErrUnavailable, panel.ErrDuplicatePhone, panel.ErrDuplicateEmail, panel.ErrSchema,
+	panel.ErrRefused, panel.ErrInvalid}
+
+// storeErr passes on errors that databaseOutcome does not turn into a condition; callers return
+// databaseOutcome(err), storeErr(err).
+func storeErr(err error) error {
+	for _, e := range conditionErrors {
+		if errors.Is(err, e) {
+			return nil
+		}
+	}
+	return err
+}
+
 // databaseOutcome turns a store error into an outcome; nil for errors that are not the store's
-// (the caller returns those for a plain retry).
+// (the caller returns those for a plain retry). Its cases are conditionErrors.
 func databaseOutcome(err error) *outcome {
 	var o outcome
 	switch {

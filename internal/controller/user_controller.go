@@ -620,14 +620,6 @@ func isReadyReason(conds []metav1.Condition, reason string) bool {
 	return c != nil && c.Reason == reason
 }
 
-// storeErr passes on errors that databaseOutcome does not turn into a condition.
-func storeErr(err error) error {
-	if err == nil || databaseOutcome(err) != nil {
-		return nil
-	}
-	return err
-}
-
 // SetupWithManager registers the controller: Users, the Secrets they reference (metadata only,
 // so Secret contents are never cached), and their ClientMemberships (for status.clients).
 func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {

@@ -116,15 +116,6 @@ func (s *Store) clientNamesOf(ctx context.Context, q querier, userUUID string) (
 	return names, rows.Err()
 }
 
-// GetMembership reads the association of a user with a client.
-func (s *Store) GetMembership(ctx context.Context, userUUID, clientUUID string) (Membership, error) {
-	m, err := s.readMembership(ctx, s.db, userUUID, clientUUID, false)
-	if isNoRows(err) {
-		return m, fmt.Errorf("association of user %s with client %s: %w", userUUID, clientUUID, ErrNotFound)
-	}
-	return m, classify("read the association", err)
-}
-
 func (s *Store) readMembership(ctx context.Context, q querier, userUUID, clientUUID string, lock bool) (Membership, error) {
 	var m Membership
 	var perms sql.NullString

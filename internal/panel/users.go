@@ -178,7 +178,8 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 		if err != nil {
 			return err
 		}
-		if _, _, err := s.syncVerifications(ctx, tx, id, d); err != nil {
+		vs, _, err := s.syncVerifications(ctx, tx, id, d)
+		if err != nil {
 			return err
 		}
 		r, err := s.readUserRow(ctx, tx, "uuid = ?", id, false)
@@ -186,10 +187,6 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 			return err
 		}
 		if err := s.logActivity(ctx, tx, actionCreate, id, nil, s.userJSON(r, nil)); err != nil {
-			return err
-		}
-		vs, err := s.readVerifications(ctx, tx, id, false)
-		if err != nil {
 			return err
 		}
 		u = userFromRow(r, vs)
@@ -330,24 +327,6 @@ func (s *Store) SetPasswordHash(ctx context.Context, userUUID, passwordHash stri
 		}
 		return s.logActivity(ctx, tx, actionUpdate, userUUID, s.userJSON(before, nil), s.userJSON(row{"updated_at": now}, nil))
 	})
-}
-
-// PasswordHashMatches reports whether the stored hash is exactly this one (after the $2y$
-// rewrite). It compares inside the database layer so the hash never leaves it.
-func (s *Store) PasswordHashMatches(ctx context.Context, userUUID, passwordHash string) (bool, error) {
-	want, err := PanelHash(passwordHash)
-	if err != nil {
-		return false, err
-	}
-	var have string
-	err = s.db.QueryRowContext(ctx, "SELECT `password` FROM users WHERE uuid = ?", userUUID).Scan(&have)
-	if isNoRows(err) {
-		return false, fmt.Errorf("cannot read the password: user %s: %w", userUUID, ErrNotFound)
-	}
-	if err != nil {
-		return false, classify("read the password", err)
-	}
-	return have == want, nil
 }
 
 // DeleteUser deletes a panel user, as the panel does: refused while the user has any client

@@ -82,7 +82,7 @@ func StartMariaDB() (*MariaDB, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("mariadb-install-db failed: %w\n%s", err, out)
 	}
-	if m.port, err = freePort(); err != nil {
+	if m.port, err = FreePort(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
@@ -235,7 +235,8 @@ func (m *MariaDB) NewDatabase(ctx context.Context, schema string) (*Panel, error
 	}, nil
 }
 
-func freePort() (int, error) {
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -15,6 +15,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -114,4 +115,22 @@ func Main(m *testing.M, c *client.Client) {
 		fmt.Fprintln(os.Stderr, "cannot stop the test control plane:", err)
 	}
 	os.Exit(code)
+}
+
+// AdminKubeconfig provisions a system:masters user on a started environment, writes its
+// kubeconfig to dir/kubeconfig and returns the path and a REST config for it.
+func AdminKubeconfig(env *envtest.Environment, dir string) (string, *rest.Config, error) {
+	admin, err := env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("cannot provision the admin user: %w", err)
+	}
+	raw, err := admin.KubeConfig()
+	if err != nil {
+		return "", nil, err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		return "", nil, err
+	}
+	return path, admin.Config(), nil
 }

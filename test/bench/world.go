@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -58,19 +58,10 @@ func startWorld(c config) (*world, error) {
 	if _, err := w.env.Start(); err != nil {
 		return nil, err
 	}
-	admin, err := w.env.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
+	var cfg *rest.Config
+	if w.kubeconfig, cfg, err = testenv.AdminKubeconfig(w.env, w.dir); err != nil {
 		return nil, err
 	}
-	raw, err := admin.KubeConfig()
-	if err != nil {
-		return nil, err
-	}
-	w.kubeconfig = filepath.Join(w.dir, "kubeconfig")
-	if err := os.WriteFile(w.kubeconfig, raw, 0o600); err != nil {
-		return nil, err
-	}
-	cfg := admin.Config()
 	cfg.QPS, cfg.Burst = -1, 1000
 	if w.k8s, err = client.New(cfg, client.Options{Scheme: w.env.Scheme}); err != nil {
 		return nil, err
@@ -218,12 +209,11 @@ func (w *world) startManagerAll(name string, args ...string) (*manager, error) {
 }
 
 func (w *world) launch(name string, args ...string) (*manager, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testdb.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args = append([]string{"--panel-dsn=" + w.dsn, "--metrics-bind-address=" + addr, "--metrics-secure=false",
 		"--health-probe-bind-address=0", "--instance-id=bench-" + name}, args...)
 	if w.pwFile != "" {
