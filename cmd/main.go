@@ -71,7 +71,7 @@ type settings struct {
 	totpIssuer, languages        string
 	resync                       time.Duration
 	instanceID, timezone         string
-	maxConcurrent                int
+	maxConcurrent, maxHashes     int
 	namespaces                   string
 	leaderElectionNamespace      string
 	leaseDuration, renewDeadline time.Duration
@@ -100,12 +100,15 @@ func parseFlags() (settings, zap.Options) {
 	fs.IntVar(&s.minPasswordLen, "min-password-length", 12, "Minimum length of cleartext passwords.")
 	fs.StringVar(&s.totpIssuer, "totp-issuer", "PUQcloud", "Issuer shown in authenticator apps for issued TOTP seeds.")
 	fs.StringVar(&s.languages, "languages", "en,uk,pl,fr", "The panel's enabled languages, comma-separated.")
-	fs.DurationVar(&s.resync, "resync-period", 10*time.Minute, "How often Ready objects are re-read from the panel to repair "+
-		"drift (plus up to 10% jitter).")
+	fs.DurationVar(&s.resync, "resync-period", 10*time.Minute, "How often Ready objects are compared with the panel to "+
+		"repair drift and report panel-side changes.")
 	fs.StringVar(&s.instanceID, "instance-id", "default", "Names this operator in the binding table; two operators writing "+
 		"one panel need different IDs.")
 	fs.StringVar(&s.timezone, "timezone", "UTC", "The panel's timezone (APP_TIMEZONE) for created_at and updated_at.")
-	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", runtime.NumCPU(), "Objects reconciled at once, per kind.")
+	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", 4*runtime.NumCPU(), "Objects reconciled at once, per kind. "+
+		"Most of a reconcile waits on the API server and the database, so more than the cores.")
+	fs.IntVar(&s.maxHashes, "max-concurrent-hashes", runtime.NumCPU(), "bcrypt hashes computed at once (each takes a core "+
+		"for about a quarter second at cost 12); reconciles beyond this wait for a slot, the others go on.")
 	fs.StringVar(&s.namespaces, "namespace", "", "Watch only these namespaces (comma-separated); default all. Email "+
 		"uniqueness is then checked among the watched Users (the panel's unique index still applies).")
 	opts := zap.Options{}
@@ -179,7 +182,7 @@ func run(s settings) error {
 	opts := controller.Options{
 		InstanceID: s.instanceID, BcryptCost: s.bcryptCost, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
 		Languages: splitList(s.languages), TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
-		MaxConcurrentReconciles: s.maxConcurrent,
+		MaxConcurrentReconciles: s.maxConcurrent, MaxConcurrentHashes: s.maxHashes,
 	}
 	if err := controller.Setup(ctx, mgr, store, opts); err != nil {
 		return err

@@ -43,6 +43,10 @@ var (
 		Help:    "Duration of panel database operations.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"operation"})
+	resyncUsers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "puq_user_operator_resync_users_total",
+		Help: "Ready Users compared with the panel by the periodic resync, by result (in_sync, reconcile: queued for a reconcile).",
+	}, []string{"result"})
 	databaseErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puq_user_operator_panel_db_operation_errors_total",
 		Help: "Failed panel database operations, by operation and outcome (unavailable, duplicate, refused, invalid, schema, error).",
@@ -50,7 +54,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(hashDuration, reconcileOutcomes, usersByPanelStatus, databaseDuration, databaseErrors)
+	metrics.Registry.MustRegister(hashDuration, reconcileOutcomes, usersByPanelStatus, databaseDuration, databaseErrors, resyncUsers)
 	for _, s := range panelStatuses {
 		usersByPanelStatus.WithLabelValues(s).Set(0)
 	}

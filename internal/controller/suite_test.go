@@ -135,6 +135,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 	e := &env{t: t, ns: ns.Name, store: store, db: direct, logs: &syncBuffer{}, opts: controller.Options{
 		InstanceID: "test", BcryptCost: 4, PasswordPolicy: password.Policy{MinLength: 12},
 		Languages: []string{"en", "uk", "pl", "fr"}, TOTPIssuer: "PUQcloud", ResyncPeriod: time.Hour, MaxConcurrentReconciles: 2,
+		MaxConcurrentHashes: 1,
 	}}
 	if e.db == nil {
 		e.db = store.DB()

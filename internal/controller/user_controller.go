@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
@@ -52,6 +53,9 @@ type Options struct {
 	ResyncPeriod time.Duration
 	// MaxConcurrentReconciles is the number of objects reconciled at once per kind.
 	MaxConcurrentReconciles int
+	// MaxConcurrentHashes bounds the bcrypt hashes computed at once (default: one per core), so
+	// reconciles waiting on the API server or the database are never stuck behind hashes.
+	MaxConcurrentHashes int
 }
 
 // resync is the resync period with up to 10% jitter, so objects do not all come due at once.
@@ -73,6 +77,8 @@ type UserReconciler struct {
 	Store    *panel.Store
 	Recorder recorder.EventRecorder
 	Options  Options
+
+	hashSlots chan struct{}
 }
 
 // RBAC, least privilege: Secrets are read (and watched as metadata); the only Secrets written are
@@ -100,8 +106,9 @@ func (r *UserReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 	before := user.Status.DeepCopy()
 	o, err := r.reconcileNormal(ctx, user)
+	// No requeue when Ready: the resyncer compares Ready Users with the panel in batches.
 	return conclude("User", &user.Status.Conditions, &user.Status.ObservedGeneration, user.Generation, o, err,
-		func() error { return r.patchStatus(ctx, user, before) }, r.Options.resync())
+		func() error { return r.patchStatus(ctx, user, before) }, 0)
 }
 
 // reconcileNormal checks the inputs, then creates or updates the panel user. Bad input ends it
@@ -113,7 +120,7 @@ func (r *UserReconciler) reconcileNormal(ctx context.Context, user *v1.User) (ou
 	if o, err := r.checkEmailHolder(ctx, user); o != nil || err != nil {
 		return deref(o), err
 	}
-	existing, binding, o, err := r.findPanelUser(ctx, user)
+	existing, binding, snap, o, err := r.findPanelUser(ctx, user)
 	if o != nil || err != nil {
 		return deref(o), err
 	}
@@ -131,11 +138,17 @@ func (r *UserReconciler) reconcileNormal(ctx context.Context, user *v1.User) (ou
 	if o != nil || err != nil {
 		return deref(o), err
 	}
-	current, o, err := r.applyPanelUser(ctx, user, existing, binding, desired, pw)
+	current, o, err := r.applyPanelUser(ctx, user, existing, binding, snap, desired, pw)
 	if o != nil || err != nil {
 		return deref(o), err
 	}
-	if o, err := r.observe(ctx, user, *current); o != nil || err != nil {
+	// The clients: from the snapshot when one was read; a panel user just created has none.
+	var clients []panel.UserClient
+	known := existing == ""
+	if snap != nil && snap.UUID == current.UUID {
+		clients, known = snap.Clients, true
+	}
+	if o, err := r.observe(ctx, user, *current, clients, known); o != nil || err != nil {
 		return deref(o), err
 	}
 	return ready("The panel user matches the spec."), nil
@@ -213,12 +226,8 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		key = v1.PasswordKeyCleartext
 	}
 	secretKey := types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}
-	if applied != "" && r.Metadata != nil {
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		if err := r.Metadata.Get(ctx, secretKey, m); err == nil && string(m.UID)+"/"+m.ResourceVersion == applied {
-			return passwordInput{version: applied}, nil, nil
-		}
+	if applied != "" && r.cachedSecretVersion(ctx, user) == applied {
+		return passwordInput{version: applied}, nil, nil
 	}
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, secretKey, secret); err != nil {
@@ -254,9 +263,10 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 			"the panel's password is unchanged.", user.Namespace, ref.Name, err)
 		return passwordInput{}, &o, nil
 	}
-	start := time.Now()
-	h, err := password.Hash(string(value), r.Options.BcryptCost)
-	hashDuration.Observe(time.Since(start).Seconds())
+	h, err := r.hash(ctx, string(value))
+	if ctx.Err() != nil {
+		return passwordInput{}, nil, ctx.Err()
+	}
 	if err != nil {
 		o := waiting(v1.ReasonWeakPassword, "%v; the panel's password is unchanged.", err)
 		return passwordInput{}, &o, nil
@@ -264,68 +274,121 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 	return passwordInput{hash: h, version: version}, nil, nil
 }
 
+// cachedSecretVersion is the version (UID/resourceVersion) of the User's password Secret in the
+// metadata cache; "" when it is not there.
+func (r *UserReconciler) cachedSecretVersion(ctx context.Context, user *v1.User) string {
+	if r.Metadata == nil {
+		return ""
+	}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	key := types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name}
+	if err := r.Metadata.Get(ctx, key, m); err != nil {
+		return ""
+	}
+	return string(m.UID) + "/" + m.ResourceVersion
+}
+
+// hash computes a bcrypt hash when one of the hash slots is free.
+func (r *UserReconciler) hash(ctx context.Context, cleartext string) (string, error) {
+	if r.hashSlots != nil {
+		select {
+		case r.hashSlots <- struct{}{}:
+			defer func() { <-r.hashSlots }()
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	start := time.Now()
+	h, err := password.Hash(cleartext, r.Options.BcryptCost)
+	hashDuration.Observe(time.Since(start).Seconds())
+	return h, err
+}
+
 // findPanelUser finds the panel user this resource manages: by status, by the binding table (a
 // resource restored into a new cluster), or by email (adoption). "" means none exists yet. The
-// binding is returned when it is this resource's.
-func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (string, *panel.Binding, *outcome, error) {
+// binding is returned when it is this resource's; the snapshot when the user was found by status
+// (one round trip reads the user, its binding and its clients).
+func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (string, *panel.Binding, *panel.Snapshot, *outcome, error) {
 	if id := user.Status.UUID; id != "" {
+		snap, err := r.Store.Snapshot(ctx, id)
+		if err != nil {
+			return "", nil, nil, databaseOutcome(err), storeErr(err)
+		}
 		// Bound to this resource: the user exists (deleting it removes the binding too; if it was
 		// deleted behind the operator's back, ApplyUser says so and it is created again).
-		b, o, err := r.bindingOf(ctx, user, id)
-		if b != nil || o != nil || err != nil {
-			return id, b, o, err
-		}
-		if exists, err := r.Store.UserExists(ctx, id); err != nil || exists {
-			return id, nil, databaseOutcome(err), storeErr(err)
+		b, o := r.ownBinding(user, id, snap.Binding)
+		if b != nil || o != nil || snap.Exists {
+			return id, b, snap, o, nil
 		}
 	}
 	if b, err := r.Store.FindBinding(ctx, r.Options.InstanceID, user.Namespace, user.Name); err == nil {
 		if exists, err := r.Store.UserExists(ctx, b.UserUUID); err == nil && exists {
-			return b.UserUUID, &b, nil, nil
+			return b.UserUUID, &b, nil, nil, nil
 		}
 	} else if !errors.Is(err, panel.ErrNotFound) {
-		return "", nil, databaseOutcome(err), storeErr(err)
+		return "", nil, nil, databaseOutcome(err), storeErr(err)
 	}
 	existing, err := r.Store.FindUserByEmail(ctx, user.Spec.Email)
 	switch {
 	case errors.Is(err, panel.ErrNotFound):
-		return "", nil, nil, nil
+		return "", nil, nil, nil, nil
 	case err != nil:
-		return "", nil, databaseOutcome(err), storeErr(err)
+		return "", nil, nil, databaseOutcome(err), storeErr(err)
 	}
-	b, o, err := r.bindingOf(ctx, user, existing.UUID)
-	if b != nil || o != nil || err != nil {
-		return existing.UUID, b, o, err
+	b, err := r.Store.GetBinding(ctx, existing.UUID)
+	switch {
+	case errors.Is(err, panel.ErrNotFound):
+	case err != nil:
+		return "", nil, nil, databaseOutcome(err), storeErr(err)
+	default:
+		if own, o := r.ownBinding(user, existing.UUID, &b); own != nil || o != nil {
+			return existing.UUID, own, nil, o, nil
+		}
 	}
 	if user.Spec.Adoption != v1.AdoptionIfExists {
 		o := waiting(v1.ReasonEmailTakenInPanel, "A panel user (%s) that no User resource manages already has this email. "+
 			"Set spec.adoption: IfExists to take it over (its managed fields are overwritten), or change spec.email.", existing.UUID)
-		return "", nil, &o, nil
+		return "", nil, nil, &o, nil
 	}
 	r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Adopted", "Adopt", "Adopted the existing panel user %s", existing.UUID)
-	return existing.UUID, nil, nil, nil
+	return existing.UUID, nil, nil, nil, nil
 }
 
-// bindingOf returns the panel user's binding when it is this resource's, nil when the user is
-// unbound, and an outcome when another resource or operator instance holds it.
-func (r *UserReconciler) bindingOf(ctx context.Context, user *v1.User, userUUID string) (*panel.Binding, *outcome, error) {
-	b, err := r.Store.GetBinding(ctx, userUUID)
-	if errors.Is(err, panel.ErrNotFound) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, databaseOutcome(err), storeErr(err)
+// ownBinding returns the panel user's binding b when it is this resource's, nil when the user is
+// unbound (b nil), and an outcome when another resource or operator instance holds it.
+func (r *UserReconciler) ownBinding(user *v1.User, userUUID string, b *panel.Binding) (*panel.Binding, *outcome) {
+	if b == nil {
+		return nil, nil
 	}
 	if !b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
 		o := waiting(v1.ReasonBoundElsewhere, "Panel user %s is managed by User %s/%s of operator instance %q; "+
 			"delete that resource with deletionPolicy Retain to release it.", userUUID, b.Namespace, b.Name, b.InstanceID)
-		return nil, &o, nil
+		return nil, &o
 	}
-	return &b, nil, nil
+	return b, nil
 }
 
 // desiredUser is the panel user the spec asks for, issuing or withdrawing the TOTP seed.
 func (r *UserReconciler) desiredUser(ctx context.Context, user *v1.User) (panel.DesiredUser, *outcome, error) {
+	d := desiredFields(user)
+	if wantsTOTP(user) {
+		seed, o, err := r.ensureTOTPSecret(ctx, user)
+		if o != nil || err != nil {
+			return d, o, err
+		}
+		d.DefaultMethod, d.TOTPSecret = panel.MethodTOTP, seed
+	}
+	return d, nil, nil
+}
+
+// wantsTOTP reports whether the User asks for an authenticator app as its second factor.
+func wantsTOTP(user *v1.User) bool {
+	return user.Spec.TwoFactor.Enabled && user.Spec.TwoFactor.Method == v1.TwoFactorMethodTOTP
+}
+
+// desiredFields is the panel user the spec asks for, except the TOTP seed (which lives in a Secret).
+func desiredFields(user *v1.User) panel.DesiredUser {
 	s := user.Spec
 	d := panel.DesiredUser{
 		Email: strings.TrimSpace(s.Email), FirstName: s.FirstName, LastName: s.LastName, Phone: s.Phone,
@@ -338,20 +401,15 @@ func (r *UserReconciler) desiredUser(ctx context.Context, user *v1.User) (panel.
 	case v1.UserStateInactive:
 		d.State = panel.StateInactive
 	}
-	wantTOTP := s.TwoFactor.Enabled && s.TwoFactor.Method == v1.TwoFactorMethodTOTP
 	switch {
-	case wantTOTP:
-		seed, o, err := r.ensureTOTPSecret(ctx, user)
-		if o != nil || err != nil {
-			return d, o, err
-		}
-		d.DefaultMethod, d.TOTPSecret = panel.MethodTOTP, seed
+	case wantsTOTP(user):
+		d.DefaultMethod = panel.MethodTOTP
 	case user.Status.TOTPSecretName != "":
 		d.DefaultMethod, d.RemoveTOTP = panel.MethodEmail, true
 	case s.TwoFactor.Method == v1.TwoFactorMethodEmail:
 		d.DefaultMethod = panel.MethodEmail
 	}
-	return d, nil, nil
+	return d
 }
 
 func totpSecretName(user *v1.User) string { return user.Name + "-totp" }
@@ -402,22 +460,25 @@ func (r *UserReconciler) ensureTOTPSecret(ctx context.Context, user *v1.User) (s
 // applyPanelUser creates the panel user, or updates only what differs, then sets the password and
 // the binding.
 func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, existing string, binding *panel.Binding,
-	d panel.DesiredUser, pw passwordInput) (*panel.User, *outcome, error) {
+	snap *panel.Snapshot, d panel.DesiredUser, pw passwordInput) (*panel.User, *outcome, error) {
 	log := logf.FromContext(ctx)
 	var current panel.User
 	if existing == "" {
-		created, err := r.Store.CreateUser(ctx, d, pw.hash)
+		bound := r.binding(user, pw.version)
+		created, err := r.Store.CreateUser(ctx, d, pw.hash, &bound)
 		if err != nil {
 			return nil, databaseOutcome(err), storeErr(err)
 		}
 		current = created
 		user.Status.UUID = created.UUID
+		bound.UserUUID = created.UUID
+		binding = &bound
 		r.passwordApplied(user, pw)
 		log.Info("Created panel user", "user", klog.KObj(user), "uuid", created.UUID)
 		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "Created", "CreateUser", "Created panel user %s", created.UUID)
 	} else {
 		user.Status.UUID = existing
-		applied, changed, err := r.Store.ApplyUser(ctx, existing, d)
+		applied, changed, err := r.Store.ApplyUser(ctx, existing, d, snap)
 		if errors.Is(err, panel.ErrNotFound) {
 			user.Status.UUID = ""
 			_ = r.Store.Unbind(ctx, existing)
@@ -451,8 +512,7 @@ func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, exis
 			return nil, nil, err
 		}
 	}
-	want := panel.Binding{UserUUID: user.Status.UUID, Namespace: user.Namespace, Name: user.Name,
-		ResourceUID: string(user.UID), InstanceID: r.Options.InstanceID, SecretVersion: pw.version}
+	want := r.binding(user, pw.version)
 	if binding == nil || *binding != want {
 		if err := r.Store.Bind(ctx, want); err != nil {
 			return nil, databaseOutcome(err), storeErr(err)
@@ -460,6 +520,12 @@ func (r *UserReconciler) applyPanelUser(ctx context.Context, user *v1.User, exis
 	}
 	user.Status.PasswordSecretVersion = pw.version
 	return &current, nil, nil
+}
+
+// binding is the binding row of the User's panel user, with the password Secret version applied.
+func (r *UserReconciler) binding(user *v1.User, secretVersion string) panel.Binding {
+	return panel.Binding{UserUUID: user.Status.UUID, Namespace: user.Namespace, Name: user.Name,
+		ResourceUID: string(user.UID), InstanceID: r.Options.InstanceID, SecretVersion: secretVersion}
 }
 
 func (r *UserReconciler) passwordApplied(user *v1.User, pw passwordInput) {
@@ -483,11 +549,15 @@ func (r *UserReconciler) deleteTOTPSecret(ctx context.Context, user *v1.User) er
 	return nil
 }
 
-// observe puts the panel's view of the user, as the last write left it, and its clients into status.
-func (r *UserReconciler) observe(ctx context.Context, user *v1.User, u panel.User) (*outcome, error) {
-	clients, err := r.Store.UserClients(ctx, u.UUID)
-	if err != nil {
-		return databaseOutcome(err), storeErr(err)
+// observe puts the panel's view of the user, as the last write left it, and its clients (read
+// now unless known) into status.
+func (r *UserReconciler) observe(ctx context.Context, user *v1.User, u panel.User, clients []panel.UserClient, known bool) (
+	*outcome, error) {
+	if !known {
+		var err error
+		if clients, err = r.Store.UserClients(ctx, u.UUID); err != nil {
+			return databaseOutcome(err), storeErr(err)
+		}
 	}
 	setObservedUser(&user.Status, u, clients)
 	trackedUsers.set(user.UID, user.Status.PanelStatus)
@@ -623,7 +693,18 @@ func isReadyReason(conds []metav1.Condition, reason string) bool {
 // SetupWithManager registers the controller: Users, the Secrets they reference (metadata only,
 // so Secret contents are never cached), and their ClientMemberships (for status.clients).
 func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	if n := r.Options.MaxConcurrentHashes; n > 0 {
+		r.hashSlots = make(chan struct{}, n)
+	}
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.Options.ResyncPeriod > 0 {
+		resync := newResyncer(r, mgr.GetCache(), r.Options.ResyncPeriod)
+		if err := mgr.Add(resync); err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(source.Channel(resync.queue, &handler.EnqueueRequestForObject{}))
+	}
+	return b.
 		For(&v1.User{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
 		Watches(&v1.User{}, r.emailPeers()).

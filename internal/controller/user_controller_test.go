@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -317,7 +318,8 @@ func TestUserWithDuplicateEmailWaitsForHolder(t *testing.T) {
 func TestEmailTakenInPanelUnlessAdopted(t *testing.T) {
 	e := newEnv(t)
 	hash, _ := password.Hash("panel-made-Password-1", 4)
-	existing, err := e.store.CreateUser(e.ctx(), panel.DesiredUser{Email: "ops@example.com", FirstName: "Made", LastName: "InPanel"}, hash)
+	made := panel.DesiredUser{Email: "ops@example.com", FirstName: "Made", LastName: "InPanel"}
+	existing, err := e.store.CreateUser(e.ctx(), made, hash, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -777,4 +779,60 @@ func TestPanelUserDeletedInThePanelIsCreatedAgain(t *testing.T) {
 	if !e.storedHashVerifies(got.Status.UUID, testPassword) || notes != "wake up" {
 		t.Error("the recreated panel user lacks the password or the fields")
 	}
+}
+
+// The resync compares Ready Users with the panel in batches: an unchanged User costs no reconcile;
+// a field edited with raw SQL is repaired, a panel status moved by a first login, and a client
+// associated in the panel UI show up in status, each within a resync period.
+func TestResyncReconcilesOnlyWhatDrifted(t *testing.T) {
+	e := newEnv(t, withResync(500*time.Millisecond))
+	u, id := e.readyUser("jane")
+	time.Sleep(time.Second) // let follow-up reconciles settle
+	reconciles := counterSum(t, "controller_runtime_reconcile_total", "user")
+	inSync := counterWithLabel(t, "puq_user_operator_resync_users_total", "result", "in_sync")
+	time.Sleep(3 * time.Second) // several resync periods
+	if n := counterWithLabel(t, "puq_user_operator_resync_users_total", "result", "in_sync") - inSync; n < 3 {
+		t.Fatalf("the User was compared %d times in 3s with a 0.5s resync: the test would prove nothing", n)
+	}
+	if n := counterSum(t, "controller_runtime_reconcile_total", "user") - reconciles; n != 0 {
+		t.Errorf("an unchanged User was reconciled %d times by the resync", n)
+	}
+	acme := e.insertClient("Acme Hosting Ltd")
+	if _, err := e.db.Exec("INSERT INTO client_x_user (client_uuid, user_uuid, owner, permissions) VALUES (?, ?, 0, '[]')",
+		acme, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec("UPDATE users SET firstname = 'Mallory', status = 'active' WHERE uuid = ?", id); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(10*time.Second, func() string {
+		got := e.waitUser(u, v1.ReasonReconciled)
+		if first := e.str("SELECT firstname FROM users WHERE uuid = ?", id); first != "Jane" {
+			return "firstname not repaired: " + first
+		}
+		if got.Status.PanelStatus != "ACTIVE" || got.Status.ClientCount != 1 || got.Status.Clients[0].UUID != acme {
+			return fmt.Sprintf("status not updated: %s, %d clients", got.Status.PanelStatus, got.Status.ClientCount)
+		}
+		return ""
+	})
+	if !contains(e.eventReasons(u), "DriftCorrected") {
+		t.Errorf("no DriftCorrected event: %v", e.eventReasons(u))
+	}
+}
+
+func counterWithLabel(t *testing.T, name, label, value string) uint64 {
+	var n float64
+	for _, mf := range gather(t) {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return uint64(n)
 }

@@ -110,10 +110,7 @@ func (s *Store) Bind(ctx context.Context, b Binding) error {
 		now := s.timestamp()
 		switch {
 		case isNoRows(err):
-			_, err = tx.ExecContext(ctx, "INSERT INTO "+bindingTable+" (user_uuid, namespace, name, resource_uid, "+
-				"instance_id, secret_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-				b.UserUUID, b.Namespace, b.Name, b.ResourceUID, b.InstanceID, nullable(b.SecretVersion), now, now)
-			return err
+			return insertBinding(ctx, tx, b, now)
 		case err != nil:
 			return err
 		}
@@ -126,6 +123,13 @@ func (s *Store) Bind(ctx context.Context, b Binding) error {
 			b.InstanceID, nullable(b.SecretVersion), now, b.UserUUID)
 		return err
 	})
+}
+
+func insertBinding(ctx context.Context, tx *sql.Tx, b Binding, now string) error {
+	_, err := tx.ExecContext(ctx, "INSERT INTO "+bindingTable+" (user_uuid, namespace, name, resource_uid, "+
+		"instance_id, secret_version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		b.UserUUID, b.Namespace, b.Name, b.ResourceUID, b.InstanceID, nullable(b.SecretVersion), now, now)
+	return err
 }
 
 // Unbind forgets the binding of a panel user, leaving the user itself alone.

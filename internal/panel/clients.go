@@ -89,6 +89,7 @@ func (s *Store) UserClients(ctx context.Context, userUUID string) (_ []UserClien
 		uc.Permissions = parsePermissions(perms.String)
 		out = append(out, uc)
 	}
+	sortClients(out)
 	return out, classify("read the user's clients", rows.Err())
 }
 

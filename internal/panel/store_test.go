@@ -139,7 +139,7 @@ func jane() panel.DesiredUser {
 func TestCreateUserWritesThePanelsRows(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,12 +206,12 @@ func TestApplyUserTwiceWritesNothing(t *testing.T) {
 		d := jane()
 		d.State = panel.StateActive
 		d.TwoFactor = true
-		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		f.tick()
-		_, changed, err := f.store.ApplyUser(ctx, u.UUID, d)
+		_, changed, err := f.store.ApplyUser(ctx, u.UUID, d, nil)
 		if err != nil || len(changed) != 0 {
 			t.Fatalf("first apply of an unchanged user changed %v (%v)", changed, err)
 		}
@@ -219,7 +219,7 @@ func TestApplyUserTwiceWritesNothing(t *testing.T) {
 		logs := f.count(t, "SELECT COUNT(*) FROM activity_logs")
 		verif := f.str(t, "SELECT MAX(updated_at) FROM verifications WHERE user_uuid = ?", u.UUID)
 		f.tick()
-		_, changed, err = f.store.ApplyUser(ctx, u.UUID, d)
+		_, changed, err = f.store.ApplyUser(ctx, u.UUID, d, nil)
 		if err != nil || len(changed) != 0 {
 			t.Fatalf("second apply changed %v (%v)", changed, err)
 		}
@@ -238,7 +238,7 @@ func TestApplyUserTwiceWritesNothing(t *testing.T) {
 func TestApplyUserWritesOnlyWhatDiffers(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +251,7 @@ func TestApplyUserWritesOnlyWhatDiffers(t *testing.T) {
 		d.FirstName = "Janet"
 		d.Phone = ""
 		d.TwoFactor = true
-		_, changed, err := f.store.ApplyUser(ctx, u.UUID, d)
+		_, changed, err := f.store.ApplyUser(ctx, u.UUID, d, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,13 +285,13 @@ func TestApplyUserWritesOnlyWhatDiffers(t *testing.T) {
 func TestStateWritesStatusAndDisable(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		d := jane()
 		d.State = panel.StateInactive
-		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := f.store.GetUser(ctx, u.UUID)
@@ -299,7 +299,7 @@ func TestStateWritesStatusAndDisable(t *testing.T) {
 			t.Errorf("inactive: status %s disabled %v", got.Status, got.Disabled)
 		}
 		d.State = panel.StateActive
-		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = f.store.GetUser(ctx, u.UUID)
@@ -322,12 +322,12 @@ func TestEmailsCollideIgnoringCaseAndAccents(t *testing.T) {
 		ctx := context.Background()
 		d := jane()
 		d.Email = "José@X.io"
-		if _, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery")); err != nil {
+		if _, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil); err != nil {
 			t.Fatal(err)
 		}
 		d2 := jane()
 		d2.Email, d2.Phone = "jose@x.io", ""
-		_, err := f.store.CreateUser(ctx, d2, testHash(t, "correct horse battery"))
+		_, err := f.store.CreateUser(ctx, d2, testHash(t, "correct horse battery"), nil)
 		if !errors.Is(err, panel.ErrDuplicateEmail) {
 			t.Fatalf("want ErrDuplicateEmail, got %v", err)
 		}
@@ -353,12 +353,12 @@ func TestEmailsCollideIgnoringCaseAndAccents(t *testing.T) {
 func TestDuplicatePhoneIsTyped(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		if _, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery")); err != nil {
+		if _, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil); err != nil {
 			t.Fatal(err)
 		}
 		d := jane()
 		d.Email = "john@example.com"
-		_, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+		_, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
 		if !errors.Is(err, panel.ErrDuplicatePhone) {
 			t.Fatalf("want ErrDuplicatePhone, got %v", err)
 		}
@@ -372,7 +372,7 @@ func TestPasswordIsStoredSoPHPVerifiesIt(t *testing.T) {
 	}
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "first password 1"))
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "first password 1"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,13 +412,13 @@ echo (password_verify($in[0], $in[1]) ? "verified" : "rejected"), " ", password_
 func TestEmailChangeGetsItsOwnVerificationRow(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		d := jane()
 		d.Email, d.EmailVerified = "jane@new.example.com", false
-		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND value = ? AND `default` = 1 AND verified = 0",
@@ -433,7 +433,7 @@ func TestEmailChangeGetsItsOwnVerificationRow(t *testing.T) {
 			t.Error("users.email_verified does not follow the new email's row")
 		}
 		d.EmailVerified = true
-		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := f.store.GetUser(ctx, u.UUID); !got.EmailVerified {
@@ -455,7 +455,7 @@ func TestTOTPRowGivesTheCodesOathtoolExpects(t *testing.T) {
 		}
 		d := jane()
 		d.TwoFactor, d.DefaultMethod, d.TOTPSecret = true, panel.MethodTOTP, key.Secret()
-		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,12 +485,12 @@ func TestTOTPRowGivesTheCodesOathtoolExpects(t *testing.T) {
 			}
 		}
 		// Re-applying the same seed writes nothing; a new seed replaces the row.
-		if _, changed, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil || len(changed) != 0 {
+		if _, changed, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil || len(changed) != 0 {
 			t.Errorf("same seed again changed %v (%v)", changed, err)
 		}
 		key2, _ := totp.Generate(totp.GenerateOpts{Issuer: "PUQcloud", AccountName: "jane.doe@example.com", SecretSize: 20})
 		d.TOTPSecret = key2.Secret()
-		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n := f.count(t, "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'totp'", u.UUID); n != 1 {
@@ -501,7 +501,7 @@ func TestTOTPRowGivesTheCodesOathtoolExpects(t *testing.T) {
 		}
 		// Removing it makes the email row the default again.
 		d.TwoFactor, d.DefaultMethod, d.TOTPSecret, d.RemoveTOTP = false, panel.MethodEmail, "", true
-		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := f.store.GetUser(ctx, u.UUID)
@@ -514,7 +514,7 @@ func TestTOTPRowGivesTheCodesOathtoolExpects(t *testing.T) {
 func TestUnsetMethodKeepsTheUsersOwnDefault(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -528,7 +528,7 @@ func TestUnsetMethodKeepsTheUsersOwnDefault(t *testing.T) {
 		}
 		d := jane()
 		d.TwoFactor = true
-		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d); err != nil {
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := f.store.GetUser(ctx, u.UUID)
@@ -542,13 +542,13 @@ func TestMembershipsFollowThePanelsRules(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
 		acme := f.insertClient(t, "Acme Hosting Ltd", "Ann", "Smith", "PL123", "active")
-		alice, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		alice, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		bobSpec := jane()
 		bobSpec.Email, bobSpec.Phone = "bob@example.com", ""
-		bob, err := f.store.CreateUser(ctx, bobSpec, testHash(t, "correct horse battery"))
+		bob, err := f.store.CreateUser(ctx, bobSpec, testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -655,7 +655,7 @@ func TestHostileStringsRoundTripOrAreRefused(t *testing.T) {
 			d := jane()
 			d.Email, d.Phone = fmt.Sprintf("hostile%d@example.com", i), ""
 			d.FirstName, d.LastName, d.AdminNotes = v, v, v+"\nline two"
-			u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"))
+			u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
 			if err != nil {
 				t.Fatalf("value %d: %v", i, err)
 			}
@@ -674,7 +674,7 @@ func TestHostileStringsRoundTripOrAreRefused(t *testing.T) {
 			d := jane()
 			d.Email, d.Phone = "refused@example.com", ""
 			mutate(&d)
-			if _, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery")); !errors.Is(err, panel.ErrInvalid) {
+			if _, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil); !errors.Is(err, panel.ErrInvalid) {
 				t.Errorf("%s: want ErrInvalid, got %v", name, err)
 			}
 		}
@@ -687,7 +687,7 @@ func TestHostileStringsRoundTripOrAreRefused(t *testing.T) {
 func TestBindingsRebindByName(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -723,6 +723,32 @@ func TestBindingsRebindByName(t *testing.T) {
 		}
 		if _, err := f.store.GetBinding(ctx, u.UUID); !errors.Is(err, panel.ErrNotFound) {
 			t.Errorf("after Unbind: %v", err)
+		}
+	})
+}
+
+// CreateUser binds the new user in its own transaction: a failed create leaves no binding, a
+// successful one never exists unbound.
+func TestCreateUserBindsInTheSameTransaction(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		b := panel.Binding{Namespace: "team-a", Name: "jane", ResourceUID: uuid.NewString(), InstanceID: "prod", SecretVersion: "s/1"}
+		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.UserUUID = u.UUID
+		if got, err := f.store.GetBinding(ctx, u.UUID); err != nil || got != b {
+			t.Errorf("binding = %+v, %v; want %+v", got, err, b)
+		}
+		dup := jane()
+		dup.Phone = ""
+		other := panel.Binding{Namespace: "team-b", Name: "jane", ResourceUID: uuid.NewString(), InstanceID: "prod"}
+		if _, err := f.store.CreateUser(ctx, dup, testHash(t, "correct horse battery"), &other); !errors.Is(err, panel.ErrDuplicateEmail) {
+			t.Fatalf("duplicate: want ErrDuplicateEmail, got %v", err)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM puq_operator_bindings"); n != 1 {
+			t.Errorf("a failed create left %d bindings, want the first user's only", n)
 		}
 	})
 }
@@ -828,7 +854,7 @@ func TestStoreReportsAnOutageAsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	u, err := s.CreateUser(ctx, jane(), testHash(t, "correct horse battery"))
+	u, err := s.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -843,4 +869,119 @@ func TestStoreReportsAnOutageAsUnavailable(t *testing.T) {
 	if _, err := s.GetUser(ctx, u.UUID); err != nil {
 		t.Errorf("after restart: %v", err)
 	}
+}
+
+// A snapshot is the same user, binding and clients the single-purpose reads return, for many
+// users in one query; a matching snapshot lets ApplyUser write nothing without a transaction, and
+// a snapshot taken before a raw SQL edit does not hide the edit.
+func TestSnapshotsReadWhatTheLockedPathReads(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		d := jane()
+		d.TwoFactor, d.DefaultMethod, d.TOTPSecret = true, panel.MethodTOTP, "JBSWY3DPEHPK3PXP"
+		alice, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bobSpec := jane()
+		bobSpec.Email, bobSpec.Phone = "bob@example.com", ""
+		bob, err := f.store.CreateUser(ctx, bobSpec, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zeta := f.insertClient(t, "Zeta Sp. z o.o.", "Zed", "Zee", "PL2", "active")
+		acme := f.insertClient(t, "acme hosting", "Ann", "Smith", "PL1", "new")
+		beta := f.insertClient(t, "Ätna Labs", "Bea", "Beta", "PL3", "active")
+		for _, c := range []struct {
+			client string
+			owner  bool
+		}{{acme, false}, {zeta, true}, {beta, false}} {
+			if _, err := f.store.ApplyMembership(ctx, alice.UUID, c.client, c.owner, []string{"manage-users"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bind := panel.Binding{UserUUID: alice.UUID, Namespace: "team", Name: "alice", ResourceUID: "uid-1", InstanceID: "op",
+			SecretVersion: "s/1"}
+		if err := f.store.Bind(ctx, bind); err != nil {
+			t.Fatal(err)
+		}
+		missing := uuid.NewString()
+		snaps, err := f.store.Snapshots(ctx, []string{alice.UUID, bob.UUID, missing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b, m := snaps[alice.UUID], snaps[bob.UUID], snaps[missing]
+		if !a.Exists || !b.Exists || m == nil || m.Exists || m.Binding != nil {
+			t.Fatalf("exists: alice %v bob %v missing %+v", a.Exists, b.Exists, m)
+		}
+		if a.Binding == nil || *a.Binding != bind || b.Binding != nil {
+			t.Errorf("bindings: alice %+v bob %+v", a.Binding, b.Binding)
+		}
+		locked, err := f.store.GetUser(ctx, alice.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.User() != locked {
+			t.Errorf("snapshot user\n got %+v\nwant %+v", a.User(), locked)
+		}
+		clients, err := f.store.UserClients(ctx, alice.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		order := make([]string, 0, len(a.Clients))
+		for _, c := range a.Clients {
+			order = append(order, c.CompanyName)
+		}
+		if strings.Join(order, ",") != "Zeta Sp. z o.o.,acme hosting,Ätna Labs" || fmt.Sprint(a.Clients) != fmt.Sprint(clients) {
+			t.Errorf("snapshot clients %v, UserClients %v", a.Clients, clients)
+		}
+		if len(b.Clients) != 0 {
+			t.Errorf("bob has clients %v", b.Clients)
+		}
+		// Matching: no transaction, nothing written.
+		f.tick()
+		logs := f.count(t, "SELECT COUNT(*) FROM activity_logs")
+		if _, ok := a.Matches(d); !ok {
+			t.Fatal("the snapshot of an unchanged user does not match its spec")
+		}
+		if _, changed, err := f.store.ApplyUser(ctx, alice.UUID, d, a); err != nil || len(changed) != 0 {
+			t.Fatalf("apply with a matching snapshot changed %v (%v)", changed, err)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM activity_logs"); n != logs {
+			t.Errorf("a matching snapshot wrote %d activity rows", n-logs)
+		}
+		// Every kind of difference is seen: a column, the TOTP seed, the default method, the email
+		// verification.
+		for name, edit := range map[string]func(*panel.DesiredUser){
+			"column":   func(d *panel.DesiredUser) { d.LastName = "Smith" },
+			"seed":     func(d *panel.DesiredUser) { d.TOTPSecret = "KRSXG5CTMVRXEZLU" },
+			"default":  func(d *panel.DesiredUser) { d.DefaultMethod, d.RemoveTOTP, d.TOTPSecret = panel.MethodEmail, true, "" },
+			"verified": func(d *panel.DesiredUser) { d.EmailVerified = false },
+		} {
+			changed := d
+			edit(&changed)
+			if _, ok := a.Matches(changed); ok {
+				t.Errorf("%s: the snapshot matches a spec it differs from", name)
+			}
+		}
+		// A raw SQL edit after the snapshot: the stale snapshot no longer describes the row, so the
+		// locked path runs and repairs it.
+		if _, err := f.db.Exec("UPDATE users SET firstname = 'Mallory' WHERE uuid = ?", alice.UUID); err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := f.store.Snapshot(ctx, alice.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := fresh.Matches(d); ok {
+			t.Error("a snapshot after a raw edit still matches")
+		}
+		_, changed, err := f.store.ApplyUser(ctx, alice.UUID, d, fresh)
+		if err != nil || strings.Join(changed, ",") != "firstname" {
+			t.Errorf("repair changed %v (%v)", changed, err)
+		}
+		if got := f.str(t, "SELECT firstname FROM users WHERE uuid = ?", alice.UUID); got != "Jane" {
+			t.Errorf("firstname = %s after the repair", got)
+		}
+	})
 }

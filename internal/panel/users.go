@@ -109,24 +109,20 @@ func (s *Store) FindUserByEmail(ctx context.Context, email string) (User, error)
 	return s.getUser(ctx, "email = ?", strings.TrimSpace(email))
 }
 
-func (s *Store) getUser(ctx context.Context, where string, arg any) (User, error) {
-	var u User
-	err := s.tx(ctx, "read the panel user", func(tx *sql.Tx) error {
-		r, err := s.readUserRow(ctx, tx, where, arg, false)
-		if isNoRows(err) {
-			return fmt.Errorf("user %v: %w", arg, ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		vs, err := s.readVerifications(ctx, tx, r["uuid"], false)
-		if err != nil {
-			return err
-		}
-		u = userFromRow(r, vs)
-		return nil
-	})
-	return u, err
+func (s *Store) getUser(ctx context.Context, where string, arg any) (_ User, err error) {
+	defer s.timed("read the panel user")(&err)
+	r, err := s.readUserRow(ctx, s.db, where, arg, false)
+	if isNoRows(err) {
+		return User{}, fmt.Errorf("user %v: %w", arg, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, classify("read the panel user", err)
+	}
+	vs, err := s.readVerifications(ctx, s.db, r["uuid"], false)
+	if err != nil {
+		return User{}, classify("read the panel user", err)
+	}
+	return userFromRow(r, vs), nil
 }
 
 func userFromRow(r row, vs []verification) User {
@@ -152,8 +148,10 @@ func userFromRow(r row, vs []verification) User {
 }
 
 // CreateUser inserts a panel user with the desired fields and the bcrypt hash (stored as $2y$),
-// its email verification row and an activity row, in one transaction.
-func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash string) (User, error) {
+// its email verification row, an activity row and, when b is not nil, its binding to b's resource,
+// in one transaction: a crash can never leave a panel user the operator made without the binding
+// that says whose it is.
+func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash string, b *Binding) (User, error) {
 	hash, err := PanelHash(passwordHash)
 	if err != nil {
 		return User{}, err
@@ -178,7 +176,7 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 		if err != nil {
 			return err
 		}
-		vs, _, err := s.syncVerifications(ctx, tx, id, d)
+		vs, _, err := syncVerifications(ctx, tx, id, nil, d, now)
 		if err != nil {
 			return err
 		}
@@ -189,6 +187,13 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 		if err := s.logActivity(ctx, tx, actionCreate, id, nil, s.userJSON(r, nil)); err != nil {
 			return err
 		}
+		if b != nil {
+			bound := *b
+			bound.UserUUID = id
+			if err := insertBinding(ctx, tx, bound, now); err != nil {
+				return err
+			}
+		}
 		u = userFromRow(r, vs)
 		return nil
 	})
@@ -198,10 +203,16 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 // ApplyUser makes the panel user match d, writing only what differs: no UPDATE, no updated_at
 // change and no activity row when everything already matches. It returns the user as it now is,
 // and the names of what changed (columns, "emailVerification", "totp", "defaultMethod"), empty
-// when nothing did. ErrNotFound when the user is gone.
-func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser) (User, []string, error) {
+// when nothing did. ErrNotFound when the user is gone. With a snapshot that already matches d it
+// returns without a transaction; otherwise it reads the rows again, locked, and writes.
+func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser, seen *Snapshot) (User, []string, error) {
 	if err := d.validate(); err != nil {
 		return User{}, nil, err
+	}
+	if seen != nil && seen.UUID == userUUID {
+		if u, ok := seen.Matches(d); ok {
+			return u, nil, nil
+		}
 	}
 	var changed []string
 	var result User
@@ -214,22 +225,16 @@ func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser) (
 		if err != nil {
 			return err
 		}
-		vs, verificationChanges, err := s.syncVerifications(ctx, tx, userUUID, d)
+		vs, err := s.readVerifications(ctx, tx, userUUID, true)
+		if err != nil {
+			return err
+		}
+		vs, verificationChanges, err := syncVerifications(ctx, tx, userUUID, vs, d, s.timestamp())
 		if err != nil {
 			return err
 		}
 		want := desiredColumns(d)
-		var cols []string
-		for _, c := range managedColumns {
-			w, ok := want[c]
-			if !ok {
-				continue
-			}
-			have, present := before[c]
-			if (w == nil && present) || (w != nil && (!present || have != *w)) {
-				cols = append(cols, c)
-			}
-		}
+		cols := changedColumns(before, d)
 		after := maps.Clone(before)
 		if len(cols) > 0 {
 			if err := s.updateUserColumns(ctx, tx, userUUID, before, cols, want); err != nil {
@@ -248,6 +253,23 @@ func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser) (
 		return nil
 	})
 	return result, changed, err
+}
+
+// changedColumns names the managed columns of a user row that differ from d, in table order.
+func changedColumns(before row, d DesiredUser) []string {
+	want := desiredColumns(d)
+	var cols []string
+	for _, c := range managedColumns {
+		w, ok := want[c]
+		if !ok {
+			continue
+		}
+		have, present := before[c]
+		if (w == nil && present) || (w != nil && (!present || have != *w)) {
+			cols = append(cols, c)
+		}
+	}
+	return cols
 }
 
 // UserExists reports whether a panel user with this UUID exists.
@@ -414,6 +436,8 @@ type verification struct {
 	Secret   string
 	Verified bool
 	Default  bool
+	// fresh rows are inserted once it is known whether they are the default.
+	fresh bool
 }
 
 func (s *Store) readVerifications(ctx context.Context, q querier, userUUID string, lock bool) ([]verification, error) {
@@ -440,29 +464,27 @@ func (s *Store) readVerifications(ctx context.Context, q querier, userUUID strin
 	return out, rows.Err()
 }
 
-// syncVerifications makes the verifications rows match d, the panel's way: a row for the current
-// email holding "verified", the operator's totp row holding its seed, and exactly one default row.
-func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, d DesiredUser) ([]verification, []string, error) {
-	vs, err := s.readVerifications(ctx, tx, userUUID, true)
-	if err != nil {
-		return nil, nil, err
+// syncVerifications makes the verification rows vs (read locked in tx) match d, the panel's way: a
+// row for the current email holding "verified", the operator's totp row holding its seed, and
+// exactly one default row. With a nil tx it writes nothing and only reports what it would change.
+func syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, vs []verification, d DesiredUser, now string) (
+	[]verification, []string, error) {
+	exec := func(query string, args ...any) error {
+		if tx == nil {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
 	}
 	var changed []string
-	now := s.timestamp()
 	emailRow := slices.IndexFunc(vs, func(v verification) bool { return v.Type == "email" && Fold(v.Value) == Fold(d.Email) })
 	if emailRow < 0 {
-		v := verification{UUID: uuid.NewString(), Type: "email", Value: d.Email, Secret: sixDigits(), Verified: d.EmailVerified}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, "+
-			"`device_name`, `verified`, `default`, `expires_at`, `created_at`, `updated_at`) "+
-			"VALUES (?, ?, 'email', ?, ?, 'system', ?, 0, ?, ?, ?)",
-			v.UUID, userUUID, v.Value, v.Secret, boolInt(v.Verified), now, now, now); err != nil {
-			return nil, nil, err
-		}
-		vs = append(vs, v)
+		vs = append(vs, verification{UUID: uuid.NewString(), Type: "email", Value: d.Email, Secret: sixDigits(),
+			Verified: d.EmailVerified, fresh: true})
 		emailRow = len(vs) - 1
 		changed = append(changed, "emailVerification")
 	} else if vs[emailRow].Verified != d.EmailVerified {
-		if _, err := tx.ExecContext(ctx, "UPDATE verifications SET `verified` = ?, `updated_at` = ? WHERE uuid = ?",
+		if err := exec("UPDATE verifications SET `verified` = ?, `updated_at` = ? WHERE uuid = ?",
 			boolInt(d.EmailVerified), now, vs[emailRow].UUID); err != nil {
 			return nil, nil, err
 		}
@@ -476,7 +498,7 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 		for _, v := range vs {
 			keepSeed := d.TOTPSecret != "" && v.Secret == d.TOTPSecret && v.Verified && totpRow < 0
 			if v.Type == string(MethodTOTP) && !keepSeed {
-				if _, err := tx.ExecContext(ctx, "DELETE FROM verifications WHERE uuid = ?", v.UUID); err != nil {
+				if err := exec("DELETE FROM verifications WHERE uuid = ?", v.UUID); err != nil {
 					return nil, nil, err
 				}
 				changed = appendOnce(changed, "totp")
@@ -491,22 +513,28 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 		emailRow = slices.IndexFunc(vs, func(v verification) bool { return v.Type == "email" && Fold(v.Value) == Fold(d.Email) })
 	}
 	if d.TOTPSecret != "" && totpRow < 0 {
-		v := verification{UUID: uuid.NewString(), Type: string(MethodTOTP), Secret: d.TOTPSecret, Verified: true}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, "+
-			"`device_name`, `verified`, `default`, `created_at`, `updated_at`) VALUES (?, ?, 'totp', NULL, ?, ?, 1, 0, ?, ?)",
-			v.UUID, userUUID, v.Secret, TOTPDeviceName, now, now); err != nil {
-			return nil, nil, err
-		}
-		vs = append(vs, v)
+		vs = append(vs, verification{UUID: uuid.NewString(), Type: string(MethodTOTP), Secret: d.TOTPSecret, Verified: true,
+			fresh: true})
 		totpRow = len(vs) - 1
 		changed = appendOnce(changed, "totp")
 	}
 
 	want := chooseDefault(vs, d.DefaultMethod, emailRow, totpRow)
 	for i, v := range vs {
+		if v.fresh {
+			// Inserted with its final default flag: one statement, not an insert and an update.
+			vs[i].fresh, vs[i].Default = false, i == want
+			if err := insertVerification(exec, userUUID, vs[i], now); err != nil {
+				return nil, nil, err
+			}
+			if i == want {
+				changed = appendOnce(changed, "defaultMethod")
+			}
+			continue
+		}
 		if v.Default != (i == want) {
 			vs[i].Default = i == want
-			if _, err := tx.ExecContext(ctx, "UPDATE verifications SET `default` = ?, `updated_at` = ? WHERE uuid = ?",
+			if err := exec("UPDATE verifications SET `default` = ?, `updated_at` = ? WHERE uuid = ?",
 				boolInt(i == want), now, v.UUID); err != nil {
 				return nil, nil, err
 			}
@@ -514,6 +542,21 @@ func (s *Store) syncVerifications(ctx context.Context, tx *sql.Tx, userUUID stri
 		}
 	}
 	return vs, changed, nil
+}
+
+// insertVerification inserts a verification row in the panel's form: an email row as the panel
+// writes one for a new address (a 6-digit code, device "system", expired at once), or the
+// operator's authenticator row.
+func insertVerification(exec func(string, ...any) error, userUUID string, v verification, now string) error {
+	if v.Type == string(MethodTOTP) {
+		return exec("INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, "+
+			"`device_name`, `verified`, `default`, `created_at`, `updated_at`) VALUES (?, ?, 'totp', NULL, ?, ?, 1, ?, ?, ?)",
+			v.UUID, userUUID, v.Secret, TOTPDeviceName, boolInt(v.Default), now, now)
+	}
+	return exec("INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, "+
+		"`device_name`, `verified`, `default`, `expires_at`, `created_at`, `updated_at`) "+
+		"VALUES (?, ?, 'email', ?, ?, 'system', ?, ?, ?, ?, ?)",
+		v.UUID, userUUID, v.Value, v.Secret, boolInt(v.Verified), boolInt(v.Default), now, now, now)
 }
 
 // tooLong reports whether a value has more characters than a column of the panel holds.

@@ -31,7 +31,7 @@ import (
 // world is the benchmark's cluster and panel database.
 type world struct {
 	env        *envtest.Environment
-	k8s        client.Client
+	k8s        client.WithWatch
 	kubeconfig string
 	dir        string
 	mariadb    *testdb.MariaDB
@@ -63,7 +63,7 @@ func startWorld(c config) (*world, error) {
 		return nil, err
 	}
 	cfg.QPS, cfg.Burst = -1, 1000
-	if w.k8s, err = client.New(cfg, client.Options{Scheme: w.env.Scheme}); err != nil {
+	if w.k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: w.env.Scheme}); err != nil {
 		return nil, err
 	}
 	if c.sqlite {
@@ -165,32 +165,68 @@ func (w *world) createUserRange(ns, prefix string, from, to, concurrency int, th
 	return nil
 }
 
-// waitReady waits until at least n Users in the namespace are Ready at their generation.
+// waitReady waits until at least n Users in the namespace are Ready at their generation. It
+// watches instead of polling lists, so waiting costs the API server (which shares the cores with
+// the manager being measured) one event per change rather than a list of every User.
 func (w *world) waitReady(ns string, n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		var list v1.UserList
-		if err := w.k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ready := map[string]bool{}
+	count := 0
+	judge := func(u *v1.User, gone bool) error {
+		if s := meta.FindStatusCondition(u.Status.Conditions, v1.ConditionStalled); s != nil && s.Status == metav1.ConditionTrue {
+			return fmt.Errorf("user %s/%s is stalled: %s: %s", u.Namespace, u.Name, s.Reason, s.Message)
+		}
+		c := meta.FindStatusCondition(u.Status.Conditions, v1.ConditionReady)
+		now := !gone && c != nil && c.Status == metav1.ConditionTrue && u.Status.ObservedGeneration == u.Generation
+		if now != ready[u.Name] {
+			ready[u.Name] = now
+			count += map[bool]int{true: 1, false: -1}[now]
+		}
+		return nil
+	}
+	var list v1.UserList
+	if err := w.k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		if err := judge(&list.Items[i], false); err != nil {
 			return err
 		}
-		ready := 0
-		for _, u := range list.Items {
-			if s := meta.FindStatusCondition(u.Status.Conditions, v1.ConditionStalled); s != nil && s.Status == metav1.ConditionTrue {
-				return fmt.Errorf("user %s/%s is stalled: %s: %s", u.Namespace, u.Name, s.Reason, s.Message)
-			}
-			c := meta.FindStatusCondition(u.Status.Conditions, v1.ConditionReady)
-			if c != nil && c.Status == metav1.ConditionTrue && u.Status.ObservedGeneration == u.Generation {
-				ready++
-			}
-		}
-		if ready >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d Users Ready in %s after %s", ready, n, ns, timeout)
-		}
-		time.Sleep(100*time.Millisecond + time.Duration(n/10)*time.Millisecond)
 	}
+	rv := list.ResourceVersion
+	for count < n {
+		watcher, err := w.k8s.Watch(ctx, &v1.UserList{}, client.InNamespace(ns),
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("only %d of %d Users Ready in %s after %s", count, n, ns, timeout)
+			}
+			return err
+		}
+		for ev := range watcher.ResultChan() {
+			u, ok := ev.Object.(*v1.User)
+			if !ok {
+				continue // a watch error: watch again from the last version seen
+			}
+			rv = u.ResourceVersion
+			if ev.Type == "BOOKMARK" {
+				continue
+			}
+			if err := judge(u, ev.Type == "DELETED"); err != nil {
+				watcher.Stop()
+				return err
+			}
+			if count >= n {
+				break
+			}
+		}
+		watcher.Stop()
+		if count < n && ctx.Err() != nil {
+			return fmt.Errorf("only %d of %d Users Ready in %s after %s", count, n, ns, timeout)
+		}
+	}
+	return nil
 }
 
 // manager is the real manager binary running as its own process.
@@ -218,6 +254,10 @@ func (w *world) launch(name string, args ...string) (*manager, error) {
 		"--health-probe-bind-address=0", "--instance-id=bench-" + name}, args...)
 	if w.pwFile != "" {
 		args = append(args, "--panel-password-file="+w.pwFile)
+	}
+	// BENCH_PPROF=host:port serves each manager's pprof there, one at a time, for profiling a figure.
+	if addr := os.Getenv("BENCH_PPROF"); addr != "" {
+		args = append(args, "--pprof-bind-address="+addr)
 	}
 	log, err := os.Create(filepath.Join(w.dir, name+".log"))
 	if err != nil {
