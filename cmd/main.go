@@ -182,7 +182,7 @@ func run(s settings) error {
 	opts := controller.Options{
 		InstanceID: s.instanceID, BcryptCost: s.bcryptCost, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
 		Languages: splitList(s.languages), TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
-		MaxConcurrentReconciles: s.maxConcurrent, MaxConcurrentHashes: s.maxHashes,
+		MaxConcurrentReconciles: s.maxConcurrent, MaxConcurrentHashes: s.maxHashes, Namespaces: splitList(s.namespaces),
 	}
 	if err := controller.Setup(ctx, mgr, store, opts); err != nil {
 		return err

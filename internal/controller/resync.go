@@ -77,7 +77,7 @@ func (s *resyncer) pass(ctx context.Context) error {
 		}
 		for _, u := range batch {
 			result := "in_sync"
-			if !s.r.inSync(ctx, u, snaps[u.Status.UUID]) {
+			if !s.r.inSync(u, snaps[u.Status.UUID]) {
 				result = "reconcile"
 				select {
 				case s.queue <- event.GenericEvent{Object: u}:
@@ -113,7 +113,7 @@ func isReady(u *v1.User) bool {
 // inSync reports whether a reconcile of the Ready User would write nothing to the panel and leave
 // its status as it is, judged from the panel user's snapshot. It must agree with Reconcile: when
 // in doubt it says no, and the reconcile decides.
-func (r *UserReconciler) inSync(ctx context.Context, user *v1.User, snap *panel.Snapshot) bool {
+func (r *UserReconciler) inSync(user *v1.User, snap *panel.Snapshot) bool {
 	if snap == nil || !snap.Exists || wantsTOTP(user) {
 		return false
 	}
@@ -121,7 +121,7 @@ func (r *UserReconciler) inSync(ctx context.Context, user *v1.User, snap *panel.
 	if o != nil || b == nil || *b != r.binding(user, b.SecretVersion) {
 		return false
 	}
-	if b.SecretVersion == "" || r.cachedSecretVersion(ctx, user) != b.SecretVersion {
+	if b.SecretVersion == "" || r.cachedSecretVersion(user) != b.SecretVersion {
 		return false
 	}
 	u, ok := snap.Matches(desiredFields(user))

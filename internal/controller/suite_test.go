@@ -140,6 +140,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 	if e.db == nil {
 		e.db = store.DB()
 	}
+	e.opts.Namespaces = []string{ns.Name}
 	for _, o := range options {
 		o(e)
 	}

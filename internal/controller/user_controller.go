@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -53,6 +54,8 @@ type Options struct {
 	ResyncPeriod time.Duration
 	// MaxConcurrentReconciles is the number of objects reconciled at once per kind.
 	MaxConcurrentReconciles int
+	// Namespaces are the watched namespaces; empty for all.
+	Namespaces []string
 	// MaxConcurrentHashes bounds the bcrypt hashes computed at once (default: one per core), so
 	// reconciles waiting on the API server or the database are never stuck behind hashes.
 	MaxConcurrentHashes int
@@ -71,17 +74,17 @@ type UserReconciler struct {
 	client.Client
 	// APIReader reads Secrets straight from the API server, so no Secret is ever cached.
 	APIReader client.Reader
-	// Metadata reads the metadata-only Secret cache (names, UIDs and resourceVersions), so an
-	// unchanged password Secret costs no API call.
-	Metadata client.Reader
-	Store    *panel.Store
-	Recorder recorder.EventRecorder
-	Options  Options
+	Store     *panel.Store
+	Recorder  recorder.EventRecorder
+	Options   Options
 
 	hashSlots chan struct{}
+	// secrets knows the versions of the Secrets Users use, so an unchanged password Secret costs
+	// no API call, and queues Users when their Secrets change.
+	secrets *secretWatch
 }
 
-// RBAC, least privilege: Secrets are read (and watched as metadata); the only Secrets written are
+// RBAC, least privilege: Secrets are read (and listed and watched as metadata); the only Secrets written are
 // the TOTP Secrets the operator creates and deletes. No verb on anything else.
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/status,verbs=update
@@ -226,7 +229,7 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		key = v1.PasswordKeyCleartext
 	}
 	secretKey := types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}
-	if applied != "" && r.cachedSecretVersion(ctx, user) == applied {
+	if applied != "" && r.cachedSecretVersion(user) == applied {
 		return passwordInput{version: applied}, nil, nil
 	}
 	secret := &corev1.Secret{}
@@ -239,6 +242,9 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		return passwordInput{}, nil, fmt.Errorf("cannot read the password Secret: %w", err)
 	}
 	version := string(secret.UID) + "/" + secret.ResourceVersion
+	if r.secrets != nil {
+		r.secrets.Saw(secretKey, version)
+	}
 	if version == applied {
 		return passwordInput{version: version}, nil, nil
 	}
@@ -274,19 +280,13 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 	return passwordInput{hash: h, version: version}, nil, nil
 }
 
-// cachedSecretVersion is the version (UID/resourceVersion) of the User's password Secret in the
-// metadata cache; "" when it is not there.
-func (r *UserReconciler) cachedSecretVersion(ctx context.Context, user *v1.User) string {
-	if r.Metadata == nil {
+// cachedSecretVersion is the version (UID/resourceVersion) of the User's password Secret as the
+// Secret watch last saw it; "" when it does not know it.
+func (r *UserReconciler) cachedSecretVersion(user *v1.User) string {
+	if r.secrets == nil {
 		return ""
 	}
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	key := types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name}
-	if err := r.Metadata.Get(ctx, key, m); err != nil {
-		return ""
-	}
-	return string(m.UID) + "/" + m.ResourceVersion
+	return r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name})
 }
 
 // hash computes a bcrypt hash when one of the hash slots is free.
@@ -696,6 +696,14 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if n := r.Options.MaxConcurrentHashes; n > 0 {
 		r.hashSlots = make(chan struct{}, n)
 	}
+	metaClient, err := metadata.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	r.secrets = newSecretWatch(metaClient, mgr.GetCache(), r.Options.Namespaces)
+	if err := mgr.Add(r.secrets); err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.Options.ResyncPeriod > 0 {
 		resync := newResyncer(r, mgr.GetCache(), r.Options.ResyncPeriod)
@@ -708,7 +716,7 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1.User{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
 		Watches(&v1.User{}, r.emailPeers()).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.usersForSecret)).
+		WatchesRawSource(source.Channel(r.secrets.queue, &handler.EnqueueRequestForObject{})).
 		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(userOfMembership)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
 		Named("user").
@@ -749,23 +757,6 @@ func (r *UserReconciler) emailPeers() handler.EventHandler {
 			}
 		},
 	}
-}
-
-// usersForSecret maps a Secret to the Users that reference it, and to the User owning it (the
-// TOTP Secret).
-func (r *UserReconciler) usersForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	var users v1.UserList
-	if err := r.List(ctx, &users, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexUserSecret: o.GetName()}); err != nil {
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(users.Items)+1)
-	for _, u := range users.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: u.Namespace, Name: u.Name}})
-	}
-	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "User" && ref.APIVersion == v1.GroupVersion.String() {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}})
-	}
-	return reqs
 }
 
 // userOfMembership maps a ClientMembership to its User.
