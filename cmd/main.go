@@ -105,9 +105,10 @@ func parseFlags() (settings, zap.Options) {
 	fs.StringVar(&s.instanceID, "instance-id", "default", "Names this operator in the binding table; two operators writing "+
 		"one panel need different IDs.")
 	fs.StringVar(&s.timezone, "timezone", "UTC", "The panel's timezone (APP_TIMEZONE) for created_at and updated_at.")
-	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", 4*runtime.NumCPU(), "Objects reconciled at once, per kind. "+
-		"Most of a reconcile waits on the API server and the database, so more than the cores.")
-	fs.IntVar(&s.maxHashes, "max-concurrent-hashes", runtime.NumCPU(), "bcrypt hashes computed at once (each takes a core "+
+	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", 4*runtime.GOMAXPROCS(0), "Objects reconciled at once, per kind. "+
+		"Most of a reconcile waits on the API server and the database, so more than the cores (GOMAXPROCS, which follows "+
+		"a container CPU limit).")
+	fs.IntVar(&s.maxHashes, "max-concurrent-hashes", runtime.GOMAXPROCS(0), "bcrypt hashes computed at once (each takes a core "+
 		"for about a quarter second at cost 12); reconciles beyond this wait for a slot, the others go on.")
 	fs.StringVar(&s.namespaces, "namespace", "", "Watch only these namespaces (comma-separated); default all. Email "+
 		"uniqueness is then checked among the watched Users (the panel's unique index still applies).")

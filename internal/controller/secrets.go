@@ -35,6 +35,9 @@ type secretWatch struct {
 
 	mu       sync.RWMutex
 	versions map[types.NamespacedName]string
+	// through is, per followed namespace ("" for all), the resourceVersion the watch has
+	// delivered everything up to.
+	through map[string]string
 }
 
 func newSecretWatch(c metadata.Interface, users client.Reader, namespaces []string) *secretWatch {
@@ -42,7 +45,26 @@ func newSecretWatch(c metadata.Interface, users client.Reader, namespaces []stri
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	return &secretWatch{client: c, users: users, namespaces: namespaces, queue: make(chan event.GenericEvent, secretListPage),
-		versions: map[types.NamespacedName]string{}}
+		versions: map[types.NamespacedName]string{}, through: map[string]string{}}
+}
+
+// Through is a resourceVersion that reads of Secrets in the namespace may ask for ("not older
+// than"): everything up to it has been delivered to the watch, so the API server can answer from
+// its watch cache instead of reading etcd, without going back before a change the watch reported.
+// "" before the first list.
+func (w *secretWatch) Through(namespace string) string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if rv, ok := w.through[namespace]; ok {
+		return rv
+	}
+	return w.through[metav1.NamespaceAll]
+}
+
+func (w *secretWatch) advance(ns, rv string) {
+	w.mu.Lock()
+	w.through[ns] = rv
+	w.mu.Unlock()
 }
 
 // Version is the version of a used Secret as last seen; "" when it is not known (not used yet,
@@ -113,11 +135,14 @@ func (w *secretWatch) list(ctx context.Context, ns string) (string, error) {
 		}
 		for i := range page.Items {
 			s := &page.Items[i]
-			seen[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = true
 			w.observe(ctx, s, false)
+			if key := (types.NamespacedName{Namespace: s.Namespace, Name: s.Name}); w.Version(key) != "" {
+				seen[key] = true // only the used Secrets: the others are not remembered at all
+			}
 		}
 		if page.Continue == "" {
 			w.forgetUnseen(ctx, ns, seen)
+			w.advance(ns, page.ResourceVersion)
 			return page.ResourceVersion, nil
 		}
 		opts.Continue = page.Continue
@@ -144,6 +169,7 @@ func (w *secretWatch) watch(ctx context.Context, ns, rv string) (string, error) 
 		if ev.Type != watch.Bookmark {
 			w.observe(ctx, s, ev.Type == watch.Deleted)
 		}
+		w.advance(ns, rv)
 	}
 	if ctx.Err() != nil {
 		return rv, ctx.Err()

@@ -233,7 +233,7 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		return passwordInput{version: applied}, nil, nil
 	}
 	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, secretKey, secret); err != nil {
+	if err := r.readSecret(ctx, secretKey, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			o := waiting(v1.ReasonSecretNotFound, "Secret %s/%s named in spec.passwordSecretRef does not exist; create it with key %q.",
 				user.Namespace, ref.Name, key)
@@ -287,6 +287,20 @@ func (r *UserReconciler) cachedSecretVersion(user *v1.User) string {
 		return ""
 	}
 	return r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name})
+}
+
+// readSecret reads a Secret from the API server: from its watch cache, no older than what the
+// Secret watch has delivered, and from etcd when that read fails or finds nothing (so a cache
+// behind the watch never makes a Secret look missing).
+func (r *UserReconciler) readSecret(ctx context.Context, key types.NamespacedName, secret *corev1.Secret) error {
+	if r.secrets != nil {
+		if rv := r.secrets.Through(key.Namespace); rv != "" {
+			if err := r.APIReader.Get(ctx, key, secret, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: rv}}); err == nil {
+				return nil
+			}
+		}
+	}
+	return r.APIReader.Get(ctx, key, secret)
 }
 
 // hash computes a bcrypt hash when one of the hash slots is free.
@@ -419,7 +433,7 @@ func totpSecretName(user *v1.User) string { return user.Name + "-totp" }
 func (r *UserReconciler) ensureTOTPSecret(ctx context.Context, user *v1.User) (string, *outcome, error) {
 	name := totpSecretName(user)
 	secret := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: user.Namespace, Name: name}, secret)
+	err := r.readSecret(ctx, types.NamespacedName{Namespace: user.Namespace, Name: name}, secret)
 	if err == nil {
 		if !metav1.IsControlledBy(secret, user) {
 			o := waiting("TOTPSecretConflict", "Secret %s/%s exists and is not owned by this User; rename or delete it so the "+

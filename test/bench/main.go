@@ -451,6 +451,11 @@ func memory(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
+	// The unrelated Secrets (100 MiB in etcd and in the API server's watch cache) are this
+	// figure's load only: they go, so they do not slow the API server in the figures after it.
+	if err := w.k8s.DeleteAllOf(context.Background(), &corev1.Secret{}, client.InNamespace(junk)); err != nil {
+		return figure{}, err
+	}
 	return ratioFigure("Memory with unrelated Secrets", float64(with)/(1<<20), "MiB peak RSS", float64(without)/(1<<20), "<= 1.10",
 		func(r float64) bool { return r <= 1.10 }, fmt.Sprintf("%d unrelated 10 KiB Secrets: %.1f MiB vs %.1f MiB without",
 			c.secrets, float64(with)/(1<<20), float64(without)/(1<<20))), nil
