@@ -698,20 +698,7 @@ func histogramCount(t *testing.T, name, _ string) uint64 {
 }
 
 func counterSum(t *testing.T, name, controller string) uint64 {
-	var n float64
-	for _, mf := range gather(t) {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == controller {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return uint64(n)
+	return counterWithLabel(t, name, "controller", controller)
 }
 
 // kstatus computes what Argo CD, Flux and kubectl's kstatus see.

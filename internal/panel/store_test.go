@@ -131,6 +131,23 @@ func testHash(t *testing.T, cleartext string) string {
 	return "$2a$" + h[4:]
 }
 
+// aliceAndBob creates two panel users: alice as asked, and bob (jane's fields, his own email, no
+// phone).
+func (f fixture) aliceAndBob(t *testing.T, alice panel.DesiredUser) (panel.User, panel.User) {
+	t.Helper()
+	a, err := f.store.CreateUser(context.Background(), alice, testHash(t, "correct horse battery"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobSpec := jane()
+	bobSpec.Email, bobSpec.Phone = "bob@example.com", ""
+	b, err := f.store.CreateUser(context.Background(), bobSpec, testHash(t, "correct horse battery"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
 func jane() panel.DesiredUser {
 	return panel.DesiredUser{Email: "jane.doe@example.com", FirstName: "Jane", LastName: "Doe", Phone: "+48123456789",
 		Language: "en", AdminNotes: "ticket OPS-1", PhoneVerified: true, EmailVerified: true}
@@ -542,16 +559,7 @@ func TestMembershipsFollowThePanelsRules(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
 		acme := f.insertClient(t, "Acme Hosting Ltd", "Ann", "Smith", "PL123", "active")
-		alice, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bobSpec := jane()
-		bobSpec.Email, bobSpec.Phone = "bob@example.com", ""
-		bob, err := f.store.CreateUser(ctx, bobSpec, testHash(t, "correct horse battery"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		alice, bob := f.aliceAndBob(t, jane())
 		found, err := f.store.FindClient(ctx, "", "acme hosting ltd")
 		if err != nil || found.UUID != acme || found.Name != "Ann Smith" || found.TaxID != "PL123" {
 			t.Fatalf("FindClient by company = %+v, %v", found, err)
@@ -879,16 +887,7 @@ func TestSnapshotsReadWhatTheLockedPathReads(t *testing.T) {
 		ctx := context.Background()
 		d := jane()
 		d.TwoFactor, d.DefaultMethod, d.TOTPSecret = true, panel.MethodTOTP, "JBSWY3DPEHPK3PXP"
-		alice, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bobSpec := jane()
-		bobSpec.Email, bobSpec.Phone = "bob@example.com", ""
-		bob, err := f.store.CreateUser(ctx, bobSpec, testHash(t, "correct horse battery"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		alice, bob := f.aliceAndBob(t, d)
 		zeta := f.insertClient(t, "Zeta Sp. z o.o.", "Zed", "Zee", "PL2", "active")
 		acme := f.insertClient(t, "acme hosting", "Ann", "Smith", "PL1", "new")
 		beta := f.insertClient(t, "Ätna Labs", "Bea", "Beta", "PL3", "active")
