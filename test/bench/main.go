@@ -141,7 +141,7 @@ func coldSync(w *world, c config) (figure, error) {
 	}
 	defer mgr.stop()
 	t0 := time.Now()
-	if err := w.createUsers(ns, "u", c.coldUsers, c.concurrency*2, nil); err != nil {
+	if err := w.createUsers(ns, "u", c.coldUsers, c.concurrency*2); err != nil {
 		return figure{}, err
 	}
 	if err := w.waitReady(ns, c.coldUsers, 30*time.Minute); err != nil {
@@ -236,7 +236,7 @@ func rotation(w *world, c config) (figure, error) {
 		return figure{}, err
 	}
 	defer mgr.stop()
-	if err := w.createUsers(ns, "r", 1, 1, nil); err != nil {
+	if err := w.createUsers(ns, "r", 1, 1); err != nil {
 		return figure{}, err
 	}
 	if err := w.waitReady(ns, 1, 2*time.Minute); err != nil {
@@ -361,7 +361,7 @@ func noopResync(w *world, c config) (figure, error) {
 		return figure{}, err
 	}
 	defer mgr.stop()
-	if err := w.createUsers(ns, "n", c.noopUsers, c.concurrency*4, nil); err != nil {
+	if err := w.createUsers(ns, "n", c.noopUsers, c.concurrency*4); err != nil {
 		return figure{}, err
 	}
 	if err := w.waitReady(ns, c.noopUsers, 60*time.Minute); err != nil {
@@ -420,7 +420,7 @@ func memory(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
-	if err := w.createUsers(ns, "m", 100, c.concurrency*4, nil); err != nil {
+	if err := w.createUsers(ns, "m", 100, c.concurrency*4); err != nil {
 		return figure{}, err
 	}
 	peak := func(name string) (int64, error) {

@@ -123,10 +123,9 @@ func benchUser(ns, name, email string) *v1.User {
 	}}
 }
 
-// createUsers creates n Users (and their Secrets) named prefix-i at the given concurrency; after
-// each, then runs on the created User when set.
-func (w *world) createUsers(ns, prefix string, n, concurrency int, then func(context.Context, *v1.User) error) error {
-	return w.createUserRange(ns, prefix, 0, n, concurrency, then)
+// createUsers creates n Users (and their Secrets) named prefix-i at the given concurrency.
+func (w *world) createUsers(ns, prefix string, n, concurrency int) error {
+	return w.createUserRange(ns, prefix, 0, n, concurrency, nil)
 }
 
 // createUserRange creates the Users prefix-from .. prefix-(to-1).
