@@ -43,6 +43,10 @@ type ClientMembershipReconciler struct {
 
 // Reconcile brings one association in line with its spec.
 func (r *ClientMembershipReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return retryConflicts(r.reconcile(ctx, req))
+}
+
+func (r *ClientMembershipReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	m := &v1.ClientMembership{}
 	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -104,6 +105,20 @@ func conclude(kind string, conds *[]metav1.Condition, observed *int64, generatio
 		return ctrl.Result{RequeueAfter: requeue}, nil
 	}
 	return ctrl.Result{}, nil
+}
+
+// conflictRetry is how soon an object is reconciled again after a write lost to another writer.
+const conflictRetry = 250 * time.Millisecond
+
+// retryConflicts turns an optimistic-concurrency conflict (the object changed since it was read,
+// as when the ClientMembership controller adds its finalizer to a User being reconciled) into a
+// prompt, quiet retry instead of a logged error: the next reconcile reads the new version. A
+// change that does not move the generation would not wake the object again by itself.
+func retryConflicts(res ctrl.Result, err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return res, err
 }
 
 // conditionErrors are the store errors databaseOutcome turns into a condition.

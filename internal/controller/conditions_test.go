@@ -1,11 +1,16 @@
 package controller
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 )
@@ -68,5 +73,18 @@ func TestEmailHolderIsTheOldestThenByName(t *testing.T) {
 	}
 	if emailHolder(nil) != nil {
 		t.Error("no users must have no holder")
+	}
+}
+
+func TestConflictsRetryQuietlyOtherErrorsPass(t *testing.T) {
+	conflict := apierrors.NewConflict(schema.GroupResource{Group: v1.GroupVersion.Group, Resource: "users"}, "jane",
+		errors.New("the object has been modified"))
+	if res, err := retryConflicts(ctrl.Result{}, fmt.Errorf("cannot add the finalizer: %w", conflict)); err != nil ||
+		res.RequeueAfter != conflictRetry {
+		t.Errorf("conflict: got %+v, %v; want a retry after %s and no error", res, err, conflictRetry)
+	}
+	other := errors.New("boom")
+	if res, err := retryConflicts(ctrl.Result{RequeueAfter: time.Minute}, other); err != other || res.RequeueAfter != time.Minute {
+		t.Errorf("other error: got %+v, %v", res, err)
 	}
 }

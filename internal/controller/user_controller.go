@@ -95,6 +95,10 @@ type UserReconciler struct {
 
 // Reconcile brings one User's panel user in line with its spec and reports the panel's view.
 func (r *UserReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return retryConflicts(r.reconcile(ctx, req))
+}
+
+func (r *UserReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	user := &v1.User{}
 	if err := r.Get(ctx, req.NamespacedName, user); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
