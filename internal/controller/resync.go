@@ -63,6 +63,7 @@ func (s *resyncer) pass(ctx context.Context) error {
 		return err
 	}
 	batch := make([]*v1.User, 0, resyncBatch)
+	inSync, queued := resyncUsers.WithLabelValues("in_sync"), resyncUsers.WithLabelValues("reconcile")
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -76,16 +77,16 @@ func (s *resyncer) pass(ctx context.Context) error {
 			return err
 		}
 		for _, u := range batch {
-			result := "in_sync"
-			if !s.r.inSync(u, snaps[u.Status.UUID]) {
-				result = "reconcile"
-				select {
-				case s.queue <- event.GenericEvent{Object: u}:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+			if s.r.inSync(u, snaps[u.Status.UUID]) {
+				inSync.Inc()
+				continue
 			}
-			resyncUsers.WithLabelValues(result).Inc()
+			select {
+			case s.queue <- event.GenericEvent{Object: u}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			queued.Inc()
 		}
 		batch = batch[:0]
 		return nil

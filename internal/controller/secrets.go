@@ -135,9 +135,8 @@ func (w *secretWatch) list(ctx context.Context, ns string) (string, error) {
 		}
 		for i := range page.Items {
 			s := &page.Items[i]
-			w.observe(ctx, s, false)
-			if key := (types.NamespacedName{Namespace: s.Namespace, Name: s.Name}); w.Version(key) != "" {
-				seen[key] = true // only the used Secrets: the others are not remembered at all
+			if w.observe(ctx, s, false) {
+				seen[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = true // only the used Secrets
 			}
 		}
 		if page.Continue == "" {
@@ -177,26 +176,27 @@ func (w *secretWatch) watch(ctx context.Context, ns, rv string) (string, error) 
 	return rv, nil
 }
 
-// observe records a Secret's version when Users use it, and queues them when it changed.
-func (w *secretWatch) observe(ctx context.Context, s *metav1.PartialObjectMetadata, deleted bool) {
+// observe records a Secret's version when Users use it, and queues them when it changed. It
+// reports whether the Secret is now remembered.
+func (w *secretWatch) observe(ctx context.Context, s *metav1.PartialObjectMetadata, deleted bool) bool {
 	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
 	users := w.usersOf(ctx, s)
 	w.mu.Lock()
 	old, known := w.versions[key]
 	version := string(s.UID) + "/" + s.ResourceVersion
-	switch {
-	case deleted || len(users) == 0:
-		delete(w.versions, key)
-	default:
+	remember := !deleted && len(users) > 0
+	if remember {
 		w.versions[key] = version
+	} else {
+		delete(w.versions, key)
 	}
 	w.mu.Unlock()
-	if known && old == version && !deleted {
-		return
+	if !known || old != version || deleted {
+		for _, u := range users {
+			w.enqueue(ctx, u)
+		}
 	}
-	for _, u := range users {
-		w.enqueue(ctx, u)
-	}
+	return remember
 }
 
 // forgetUnseen drops the used Secrets of a namespace that a full list no longer has (deleted

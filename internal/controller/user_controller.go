@@ -246,9 +246,7 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		return passwordInput{}, nil, fmt.Errorf("cannot read the password Secret: %w", err)
 	}
 	version := string(secret.UID) + "/" + secret.ResourceVersion
-	if r.secrets != nil {
-		r.secrets.Saw(secretKey, version)
-	}
+	r.secrets.Saw(secretKey, version)
 	if version == applied {
 		return passwordInput{version: version}, nil, nil
 	}
@@ -287,9 +285,6 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 // cachedSecretVersion is the version (UID/resourceVersion) of the User's password Secret as the
 // Secret watch last saw it; "" when it does not know it.
 func (r *UserReconciler) cachedSecretVersion(user *v1.User) string {
-	if r.secrets == nil {
-		return ""
-	}
 	return r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name})
 }
 
@@ -297,11 +292,9 @@ func (r *UserReconciler) cachedSecretVersion(user *v1.User) string {
 // Secret watch has delivered, and from etcd when that read fails or finds nothing (so a cache
 // behind the watch never makes a Secret look missing).
 func (r *UserReconciler) readSecret(ctx context.Context, key types.NamespacedName, secret *corev1.Secret) error {
-	if r.secrets != nil {
-		if rv := r.secrets.Through(key.Namespace); rv != "" {
-			if err := r.APIReader.Get(ctx, key, secret, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: rv}}); err == nil {
-				return nil
-			}
+	if rv := r.secrets.Through(key.Namespace); rv != "" {
+		if err := r.APIReader.Get(ctx, key, secret, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: rv}}); err == nil {
+			return nil
 		}
 	}
 	return r.APIReader.Get(ctx, key, secret)

@@ -29,7 +29,7 @@ func (s *Snapshot) User() User { return userFromRow(s.row, s.verifications) }
 
 // Matches reports whether ApplyUser(d) would write nothing, and the user as it is.
 func (s *Snapshot) Matches(d DesiredUser) (User, bool) {
-	if !s.Exists || len(changedColumns(s.row, d)) > 0 {
+	if !s.Exists || len(changedColumns(s.row, desiredColumns(d))) > 0 {
 		return User{}, false
 	}
 	vs := slices.Clone(s.verifications)
@@ -52,7 +52,7 @@ var snapshotParts = []struct {
 	columns []string
 	from    string
 }{
-	{"u", prefixed("", userColumns), "users WHERE `uuid`"},
+	{"u", quoted(userColumns), "users WHERE `uuid`"},
 	{"v", []string{"`user_uuid`", "`uuid`", "`type`", "`value`", "`secret`", "`verified`", "`default`", "`created_at`"},
 		"verifications WHERE `user_uuid`"},
 	{"b", []string{"`user_uuid`", "`namespace`", "`name`", "`resource_uid`", "`instance_id`", "`secret_version`"},
@@ -62,10 +62,11 @@ var snapshotParts = []struct {
 		"client_x_user x JOIN clients c ON c.`uuid` = x.`client_uuid` WHERE x.`user_uuid`"},
 }
 
-func prefixed(prefix string, cols []string) []string {
+// quoted is each column name in backquotes.
+func quoted(cols []string) []string {
 	out := make([]string, len(cols))
 	for i, c := range cols {
-		out[i] = prefix + "`" + c + "`"
+		out[i] = "`" + c + "`"
 	}
 	return out
 }

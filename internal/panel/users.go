@@ -234,7 +234,7 @@ func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser, s
 			return err
 		}
 		want := desiredColumns(d)
-		cols := changedColumns(before, d)
+		cols := changedColumns(before, want)
 		after := maps.Clone(before)
 		if len(cols) > 0 {
 			if err := s.updateUserColumns(ctx, tx, userUUID, before, cols, want); err != nil {
@@ -255,9 +255,9 @@ func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser, s
 	return result, changed, err
 }
 
-// changedColumns names the managed columns of a user row that differ from d, in table order.
-func changedColumns(before row, d DesiredUser) []string {
-	want := desiredColumns(d)
+// changedColumns names the managed columns of a user row that differ from the desired columns
+// (desiredColumns), in table order.
+func changedColumns(before row, want map[string]*string) []string {
 	var cols []string
 	for _, c := range managedColumns {
 		w, ok := want[c]
