@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +43,32 @@ type fixture struct {
 	db    *sql.DB
 	clock *time.Time
 	opts  panel.Options
+	ops   *opLog
+}
+
+// opLog records the operations a store reports to Options.Observe, by name.
+type opLog struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (l *opLog) observe(op string, _ time.Duration, _ error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ops = append(l.ops, op)
+}
+
+// since returns the operations recorded after the first n.
+func (l *opLog) since(n int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.ops[n:])
+}
+
+func (l *opLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ops)
 }
 
 // engines runs a test on MariaDB and on SQLite, each with a fresh panel database.
@@ -62,8 +90,9 @@ func engines(t *testing.T, test func(t *testing.T, f fixture)) {
 func open(t *testing.T, opts panel.Options, direct *sql.DB) fixture {
 	t.Helper()
 	clock := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	f := fixture{clock: &clock}
+	f := fixture{clock: &clock, ops: &opLog{}}
 	opts.Now = func() time.Time { return *f.clock }
+	opts.Observe = f.ops.observe
 	f.opts = opts
 	s, err := panel.Open(context.Background(), opts)
 	if err != nil {
@@ -99,6 +128,17 @@ func (f fixture) count(t *testing.T, query string, args ...any) int {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
+}
+
+// serverWrites is MariaDB's count of the statements that write or open a transaction, server-wide
+// (the tests of this package run one at a time); on SQLite, which keeps no such count, -1.
+func (f fixture) serverWrites(t *testing.T) int {
+	t.Helper()
+	if f.store.Engine() != panel.EngineMySQL {
+		return -1
+	}
+	return f.count(t, "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN "+
+		"('COM_INSERT', 'COM_UPDATE', 'COM_DELETE', 'COM_REPLACE', 'COM_BEGIN', 'COM_COMMIT', 'COM_ROLLBACK')")
 }
 
 func (f fixture) str(t *testing.T, query string, args ...any) string {
@@ -937,14 +977,21 @@ func TestSnapshotsReadWhatTheLockedPathReads(t *testing.T) {
 		if len(b.Clients) != 0 {
 			t.Errorf("bob has clients %v", b.Clients)
 		}
-		// Matching: no transaction, nothing written.
+		// Matching: one read, no transaction, nothing written.
 		f.tick()
 		logs := f.count(t, "SELECT COUNT(*) FROM activity_logs")
 		if _, ok := a.Matches(d); !ok {
 			t.Fatal("the snapshot of an unchanged user does not match its spec")
 		}
+		ops, writes := f.ops.len(), f.serverWrites(t)
 		if _, changed, err := f.store.ApplyUser(ctx, alice.UUID, d, a); err != nil || len(changed) != 0 {
 			t.Fatalf("apply with a matching snapshot changed %v (%v)", changed, err)
+		}
+		if got := f.ops.since(ops); strings.Join(got, ",") != "read panel users" {
+			t.Errorf("apply with a matching snapshot ran %q, want one read of the snapshot", got)
+		}
+		if n := f.serverWrites(t); n != writes {
+			t.Errorf("apply with a matching snapshot ran %d writing or transaction statements", n-writes)
 		}
 		if n := f.count(t, "SELECT COUNT(*) FROM activity_logs"); n != logs {
 			t.Errorf("a matching snapshot wrote %d activity rows", n-logs)
@@ -963,21 +1010,17 @@ func TestSnapshotsReadWhatTheLockedPathReads(t *testing.T) {
 				t.Errorf("%s: the snapshot matches a spec it differs from", name)
 			}
 		}
-		// A raw SQL edit after the snapshot: the stale snapshot no longer describes the row, so the
-		// locked path runs and repairs it.
+		// A raw SQL edit after the snapshot: the snapshot is stale but still matches the spec, since
+		// it describes the row as it was. ApplyUser must not trust it: it finds the edit and repairs it.
 		if _, err := f.db.Exec("UPDATE users SET firstname = 'Mallory' WHERE uuid = ?", alice.UUID); err != nil {
 			t.Fatal(err)
 		}
-		fresh, err := f.store.Snapshot(ctx, alice.UUID)
-		if err != nil {
-			t.Fatal(err)
+		if _, ok := a.Matches(d); !ok {
+			t.Fatal("the stale snapshot does not match: this case would not test staleness")
 		}
-		if _, ok := fresh.Matches(d); ok {
-			t.Error("a snapshot after a raw edit still matches")
-		}
-		_, changed, err := f.store.ApplyUser(ctx, alice.UUID, d, fresh)
+		_, changed, err := f.store.ApplyUser(ctx, alice.UUID, d, a)
 		if err != nil || strings.Join(changed, ",") != "firstname" {
-			t.Errorf("repair changed %v (%v)", changed, err)
+			t.Errorf("apply with a stale snapshot after a raw edit changed %v (%v), want firstname", changed, err)
 		}
 		if got := f.str(t, "SELECT firstname FROM users WHERE uuid = ?", alice.UUID); got != "Jane" {
 			t.Errorf("firstname = %s after the repair", got)

@@ -203,15 +203,26 @@ func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash stri
 // ApplyUser makes the panel user match d, writing only what differs: no UPDATE, no updated_at
 // change and no activity row when everything already matches. It returns the user as it now is,
 // and the names of what changed (columns, "emailVerification", "totp", "defaultMethod"), empty
-// when nothing did. ErrNotFound when the user is gone. With a snapshot that already matches d it
-// returns without a transaction; otherwise it reads the rows again, locked, and writes.
+// when nothing did. ErrNotFound when the user is gone.
+//
+// seen is the caller's snapshot of the user, possibly stale: a row edited after it was read still
+// looks unchanged in it. So a matching seen decides nothing by itself: the user's snapshot is read
+// again (one round trip, no transaction), and only when that one matches too does ApplyUser return
+// without a transaction. A seen that differs from d skips that read. Otherwise it reads the rows
+// again, locked, and writes.
 func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser, seen *Snapshot) (User, []string, error) {
 	if err := d.validate(); err != nil {
 		return User{}, nil, err
 	}
 	if seen != nil && seen.UUID == userUUID {
-		if u, ok := seen.Matches(d); ok {
-			return u, nil, nil
+		if _, ok := seen.Matches(d); ok {
+			now, err := s.Snapshot(ctx, userUUID)
+			if err != nil {
+				return User{}, nil, err
+			}
+			if u, ok := now.Matches(d); ok {
+				return u, nil, nil
+			}
 		}
 	}
 	var changed []string
