@@ -2,7 +2,9 @@ package v1alpha1_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,8 +221,12 @@ func TestSamplesAreAccepted(t *testing.T) {
 		dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(string(raw)), 4096)
 		for {
 			obj := &unstructured.Unstructured{}
-			if err := dec.Decode(&obj.Object); err != nil {
+			err := dec.Decode(&obj.Object)
+			if errors.Is(err, io.EOF) {
 				break
+			}
+			if err != nil {
+				t.Fatalf("%s: cannot decode: %v", filepath.Base(f), err)
 			}
 			if len(obj.Object) == 0 {
 				continue
