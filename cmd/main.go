@@ -37,6 +37,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -75,11 +76,14 @@ type settings struct {
 	namespaces                   string
 	leaderElectionNamespace      string
 	leaseDuration, renewDeadline time.Duration
+	retryPeriod                  time.Duration
 }
 
-func parseFlags() (settings, zap.Options) {
+// parseFlags registers the manager's flags on fs (its own, zap's and controller-runtime's
+// --kubeconfig) and parses args. Each flag's default is first taken from the environment variable
+// PUQ_<FLAG> (looked up with lookupEnv), so that a flag in args overrides it.
+func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) (settings, zap.Options, error) {
 	var s settings
-	fs := flag.CommandLine
 	fs.StringVar(&s.metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint: :8443 for HTTPS, :8080 "+
 		"for HTTP, 0 to disable.")
 	fs.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "Address of the health probe endpoint.")
@@ -89,6 +93,8 @@ func parseFlags() (settings, zap.Options) {
 		"(default: the pod's namespace).")
 	fs.DurationVar(&s.leaseDuration, "leader-election-lease-duration", 15*time.Second, "Leader election lease duration.")
 	fs.DurationVar(&s.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Leader election renew deadline.")
+	fs.DurationVar(&s.retryPeriod, "leader-election-retry-period", 2*time.Second, "How often leader election clients "+
+		"try to acquire or renew the lease.")
 	fs.BoolVar(&s.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
 	fs.StringVar(&s.metricsCertPath, "metrics-cert-path", "", "Directory holding tls.crt and tls.key for the metrics server.")
 	fs.BoolVar(&s.enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server.")
@@ -114,21 +120,36 @@ func parseFlags() (settings, zap.Options) {
 		"uniqueness is then checked among the watched Users (the panel's unique index still applies).")
 	opts := zap.Options{}
 	opts.BindFlags(fs)
+	config.RegisterFlags(fs)
+	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := "PUQ_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
+		env := envName(f.Name)
+		if v, ok := lookupEnv(env); ok && envErr == nil {
 			if err := f.Value.Set(v); err != nil {
-				fmt.Fprintf(os.Stderr, "invalid %s: %v\n", env, err)
-				os.Exit(2)
+				envErr = fmt.Errorf("invalid %s: %w", env, err)
 			}
 		}
 	})
-	flag.Parse()
-	return s, opts
+	if envErr != nil {
+		return s, opts, envErr
+	}
+	return s, opts, fs.Parse(args)
+}
+
+// envName is the environment variable that sets a flag: PUQ_ and the name in upper case, dashes
+// as underscores.
+func envName(flagName string) string {
+	return "PUQ_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 func main() {
-	s, zapOpts := parseFlags()
+	// A flag set of our own, not flag.CommandLine: the binary takes exactly the flags parseFlags
+	// registers, each of which its environment variable can set.
+	s, zapOpts, err := parseFlags(flag.NewFlagSet(os.Args[0], flag.ExitOnError), os.Args[1:], os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if err := run(s); err != nil {
 		setupLog.Error(err, "Manager failed")
@@ -173,6 +194,7 @@ func run(s settings) error {
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &s.leaseDuration,
 		RenewDeadline:                 &s.renewDeadline,
+		RetryPeriod:                   &s.retryPeriod,
 		Cache:                         crcache.Options{DefaultTransform: controller.SlimCache, DefaultNamespaces: namespaceConfig(s.namespaces)},
 		// Secrets are never served from a cache: the controllers read the few they need directly.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
