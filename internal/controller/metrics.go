@@ -47,6 +47,16 @@ var (
 		Name: "puq_user_operator_resync_users_total",
 		Help: "Ready Users compared with the panel by the periodic resync, by result (in_sync, reconcile: queued for a reconcile).",
 	}, []string{"result"})
+	// The Secret watch's lists, so a reader (the benchmark, an operator's dashboard) can tell
+	// that a list of every Secret has finished, and how many Secrets it went through.
+	secretLists = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "puq_user_operator_secret_lists_total",
+		Help: "Complete lists of Secrets by the Secret watch: one per followed namespace at start, and one per relist.",
+	})
+	secretsListed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "puq_user_operator_secrets_listed_total",
+		Help: "Secrets read (as metadata) by the Secret watch's lists, whether a User uses them or not.",
+	})
 	databaseErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puq_user_operator_panel_db_operation_errors_total",
 		Help: "Failed panel database operations, by operation and outcome (unavailable, duplicate, refused, invalid, schema, error).",
@@ -54,9 +64,14 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(hashDuration, reconcileOutcomes, usersByPanelStatus, databaseDuration, databaseErrors, resyncUsers)
+	metrics.Registry.MustRegister(hashDuration, reconcileOutcomes, usersByPanelStatus, databaseDuration, databaseErrors, resyncUsers,
+		secretLists, secretsListed)
 	for _, s := range panelStatuses {
 		usersByPanelStatus.WithLabelValues(s).Set(0)
+	}
+	// Exposed at 0 from the start, so "no resync yet" reads as 0 rather than as a missing metric.
+	for _, r := range []string{"in_sync", "reconcile"} {
+		resyncUsers.WithLabelValues(r)
 	}
 }
 

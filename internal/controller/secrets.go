@@ -133,6 +133,7 @@ func (w *secretWatch) list(ctx context.Context, ns string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		secretsListed.Add(float64(len(page.Items)))
 		for i := range page.Items {
 			s := &page.Items[i]
 			if w.observe(ctx, s, false) {
@@ -142,6 +143,7 @@ func (w *secretWatch) list(ctx context.Context, ns string) (string, error) {
 		if page.Continue == "" {
 			w.forgetUnseen(ctx, ns, seen)
 			w.advance(ns, page.ResourceVersion)
+			secretLists.Inc()
 			return page.ResourceVersion, nil
 		}
 		opts.Continue = page.Continue

@@ -1,10 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -228,6 +232,35 @@ func (w *world) waitReady(ns string, n int, timeout time.Duration) error {
 	return nil
 }
 
+// waitEvents waits until the namespace holds at least n Events. The manager writes its Events
+// from a queue of its own, after the reconcile that recorded them has finished; a figure that
+// counts API writes waits for the Events of the work before it, so they do not land in its count.
+func (w *world) waitEvents(ns string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		// One item and the count of the rest: the API server counts, the list stays small.
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("EventList"))
+		if err := w.k8s.List(context.Background(), list, client.InNamespace(ns), client.Limit(1)); err != nil {
+			return err
+		}
+		got := int64(len(list.Items))
+		if list.Continue != "" {
+			if list.RemainingItemCount == nil {
+				return fmt.Errorf("the API server did not count the Events in %s", ns)
+			}
+			got += *list.RemainingItemCount
+		}
+		if got >= int64(n) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d Events in %s after %s", got, n, ns, timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // manager is the real manager binary running as its own process.
 type manager struct {
 	cmd     *exec.Cmd
@@ -235,22 +268,24 @@ type manager struct {
 	done    chan struct{}
 }
 
-func (w *world) startManager(name, namespace string, args ...string) (*manager, error) {
-	return w.launch(name, append([]string{"--namespace=" + namespace}, args...)...)
+// startManager starts a manager of its own instance ("bench-<name>") watching the namespaces.
+func (w *world) startManager(name, namespaces string, args ...string) (*manager, error) {
+	return w.launch(name, "bench-"+name, append([]string{"--namespace=" + namespaces}, args...)...)
 }
 
-func (w *world) startManagerAll(name string, args ...string) (*manager, error) {
-	return w.launch(name, args...)
+// startManagerAll starts a manager of the given instance watching every namespace, as deployed.
+func (w *world) startManagerAll(name, instance string, args ...string) (*manager, error) {
+	return w.launch(name, instance, args...)
 }
 
-func (w *world) launch(name string, args ...string) (*manager, error) {
+func (w *world) launch(name, instance string, args ...string) (*manager, error) {
 	port, err := testdb.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args = append([]string{"--panel-dsn=" + w.dsn, "--metrics-bind-address=" + addr, "--metrics-secure=false",
-		"--health-probe-bind-address=0", "--instance-id=bench-" + name}, args...)
+		"--health-probe-bind-address=0", "--instance-id=" + instance}, args...)
 	if w.pwFile != "" {
 		args = append(args, "--panel-password-file="+w.pwFile)
 	}
@@ -270,14 +305,27 @@ func (w *world) launch(name string, args ...string) (*manager, error) {
 	}
 	m := &manager{cmd: cmd, metrics: "http://" + addr + "/metrics", done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); _ = log.Close(); close(m.done) }()
-	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(100 * time.Millisecond) {
+	serving := false
+	for start := time.Now(); time.Since(start) < 30*time.Second && !serving; time.Sleep(100 * time.Millisecond) {
 		if resp, err := http.Get(m.metrics); err == nil {
 			_ = resp.Body.Close()
-			return m, nil
+			serving = true
 		}
 	}
-	m.stop()
-	return nil, fmt.Errorf("the manager %s did not serve metrics within 30s (log %s)", name, log.Name())
+	if !serving {
+		m.stop()
+		return nil, fmt.Errorf("the manager %s did not serve metrics within 30s (log %s)", name, log.Name())
+	}
+	// The figures read the User controller's queue and reconcile metrics from the start; they
+	// exist once the controller has started, and a missing one is an error from then on.
+	if _, err := m.waitFor("the User controller to start", time.Minute, 100*time.Millisecond, func(s scrape) (bool, string, error) {
+		_, err := s.userQueue()
+		return err == nil, fmt.Sprint(err), nil
+	}); err != nil {
+		m.stop()
+		return nil, fmt.Errorf("the manager %s: %w (log %s)", name, err, log.Name())
+	}
+	return m, nil
 }
 
 func (m *manager) stop() {
@@ -290,71 +338,57 @@ func (m *manager) stop() {
 	}
 }
 
-// metric sums the samples of a metric: name alone sums every series; name{label="v" narrows to
-// the series whose labels start that way.
-func (m *manager) metric(selector string) float64 {
-	name, labels, _ := strings.Cut(selector, "{")
-	return m.sum(func(line string) bool {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			return false
+// waitFor reads the manager's metrics every `every` until done reports true and returns that
+// scrape; done also describes where things stand, for the error when timeout passes first.
+func (m *manager) waitFor(what string, timeout, every time.Duration, done func(scrape) (bool, string, error)) (scrape, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := m.scrape()
+		if err != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", what, err)
 		}
-		return labels == "" || strings.HasPrefix(rest, "{"+labels)
-	})
-}
-
-// apiWrites counts the manager's write requests to the API server (client-go's request metric).
-func (m *manager) apiWrites() float64 {
-	return m.sum(func(line string) bool {
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
-			return false
+		ok, state, err := done(s)
+		if err != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", what, err)
 		}
-		for _, verb := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-			if strings.Contains(line, `method="`+verb+`"`) {
-				return true
-			}
+		if ok {
+			return s, nil
 		}
-		return false
-	})
-}
-
-func (m *manager) sum(match func(string) bool) float64 {
-	req, err := http.NewRequest(http.MethodGet, m.metrics, nil)
-	if err != nil {
-		return -1
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("waited %s for %s: %s", timeout, what, state)
+		}
+		time.Sleep(every)
 	}
-	req.Header.Set("Accept-Encoding", "identity") // spare the manager gzip work the measurement would include
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || !match(line) {
-			continue
-		}
-		fields := strings.Fields(line)
-		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }
 
 // cpu is the manager's user+system CPU time, from /proc.
-func (m *manager) cpu() time.Duration {
+func (m *manager) cpu() (time.Duration, error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.cmd.Process.Pid))
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("cannot read the manager's CPU time: %w", err)
 	}
-	fields := strings.Fields(string(raw)[strings.LastIndexByte(string(raw), ')')+2:])
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	return parseCPU(string(raw))
+}
+
+// parseCPU reads utime+stime (fields 14 and 15) from a /proc/<pid>/stat line.
+func parseCPU(stat string) (time.Duration, error) {
+	paren := strings.LastIndexByte(stat, ')')
+	if paren < 0 || paren+2 > len(stat) {
+		return 0, fmt.Errorf("cannot read the manager's CPU time from %q", stat)
+	}
+	fields := strings.Fields(stat[paren+2:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("cannot read the manager's CPU time: %d fields after the command", len(fields))
+	}
+	utime, err := strconv.ParseInt(fields[11], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the manager's user CPU time: %w", err)
+	}
+	stime, err := strconv.ParseInt(fields[12], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the manager's system CPU time: %w", err)
+	}
+	return time.Duration(utime+stime) * time.Second / 100, nil // USER_HZ
 }
 
 // peakRSS is the manager's peak resident set (VmHWM), in bytes.
@@ -384,38 +418,155 @@ func (p *panelDB) passwordOf(userUUID string) (string, error) {
 	return h, err
 }
 
-// writes counts the statements that changed data: MariaDB's own counters, or for SQLite a
-// fingerprint of every table the operator writes (0 while unchanged).
-func (p *panelDB) writes() (float64, error) {
+// dbMark is the panel database's state at one moment, for counting the writes after it.
+type dbMark struct {
+	statements float64 // MariaDB: statements that changed data, server-wide, so far
+	digest     string  // SQLite: sqliteFingerprint
+}
+
+func (p *panelDB) mark() (dbMark, error) {
 	if p.sqlite {
-		var fp string
-		err := p.conn.QueryRow("SELECT (SELECT COUNT(*) FROM activity_logs) || '|' || " +
-			"IFNULL((SELECT MAX(updated_at) FROM users),'') || '|' || IFNULL((SELECT MAX(updated_at) FROM verifications),'') " +
-			"|| '|' || (SELECT COUNT(*) FROM verifications) || '|' || IFNULL((SELECT MAX(updated_at) FROM client_x_user),'') " +
-			"|| '|' || IFNULL((SELECT MAX(updated_at) FROM puq_operator_bindings),'')").Scan(&fp)
-		if err != nil {
-			return 0, err
-		}
-		var h float64
-		for _, r := range fp {
-			h = h*31 + float64(r)
-		}
-		return h, nil
+		d, err := sqliteFingerprint(context.Background(), p.conn)
+		return dbMark{digest: d}, err
 	}
-	rows, err := p.conn.Query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_insert','Com_update','Com_delete','Com_replace'," +
-		"'Com_insert_select','Com_update_multi','Com_delete_multi')")
+	n, err := mariadbWrites(p.conn)
+	return dbMark{statements: n}, err
+}
+
+// writesSince counts the database writes since m. MariaDB counts its statements that changed
+// data (Com_insert, Com_update, ...). SQLite keeps no count another process can read, so there it
+// is 0 when every row of every table is as it was and 1 ("at least one") otherwise.
+func (p *panelDB) writesSince(m dbMark) (float64, error) {
+	now, err := p.mark()
 	if err != nil {
 		return 0, err
 	}
+	if p.sqlite {
+		if now.digest == m.digest {
+			return 0, nil
+		}
+		return 1, nil
+	}
+	return now.statements - m.statements, nil
+}
+
+func mariadbWrites(db *sql.DB) (float64, error) {
+	rows, err := db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_insert','Com_update','Com_delete','Com_replace'," +
+		"'Com_insert_select','Com_update_multi','Com_delete_multi')")
+	if err != nil {
+		return 0, fmt.Errorf("cannot read MariaDB's statement counters: %w", err)
+	}
 	defer func() { _ = rows.Close() }()
 	var sum float64
+	seen := 0
 	for rows.Next() {
 		var name string
 		var v float64
 		if err := rows.Scan(&name, &v); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("cannot read MariaDB's statement counters: %w", err)
 		}
 		sum += v
+		seen++
 	}
-	return sum, rows.Err()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("cannot read MariaDB's statement counters: %w", err)
+	}
+	if seen != 7 {
+		return 0, fmt.Errorf("MariaDB reported %d of its 7 data-changing statement counters", seen)
+	}
+	return sum, nil
+}
+
+// sqliteFingerprint is a SHA-256 over every row of every table (tables by name, rows by rowid,
+// the rowid included), each value written with its type and length. Any change to any value (a
+// second of users.updated_at, a flag, a row added, removed or re-inserted) changes it.
+func sqliteFingerprint(ctx context.Context, db *sql.DB) (string, error) {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // one snapshot across the tables
+	if err != nil {
+		return "", fmt.Errorf("cannot read the panel database: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var tables []string
+	rows, err := tx.QueryContext(ctx, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+	if err != nil {
+		return "", fmt.Errorf("cannot list the panel tables: %w", err)
+	}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			_ = rows.Close()
+			return "", err
+		}
+		tables = append(tables, t)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return "", fmt.Errorf("cannot list the panel tables: %w", err)
+	}
+	if len(tables) == 0 {
+		return "", errors.New("the panel database has no tables")
+	}
+	h := sha256.New()
+	for _, t := range tables {
+		if err := hashTable(ctx, tx, t, h); err != nil {
+			return "", fmt.Errorf("cannot read the panel table %s: %w", t, err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashTable(ctx context.Context, tx *sql.Tx, table string, h hash.Hash) error {
+	// An identifier cannot be a parameter; the name comes from sqlite_schema, quoted as SQLite quotes.
+	quoted := `"` + strings.ReplaceAll(table, `"`, `""`) + `"`
+	rows, err := tx.QueryContext(ctx, "SELECT rowid, * FROM "+quoted+" ORDER BY rowid")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	writeField(h, "table", table)
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		writeField(h, "row", "")
+		for i, v := range vals {
+			kind, text := encodeValue(v)
+			writeField(h, kind, cols[i]+"="+text)
+		}
+	}
+	return rows.Err()
+}
+
+// writeField writes a tagged, length-prefixed field, so no two different rows write the same bytes.
+func writeField(h hash.Hash, kind, text string) {
+	_, _ = fmt.Fprintf(h, "%s:%d:%s;", kind, len(text), text) // hash.Hash writes never fail
+}
+
+func encodeValue(v any) (string, string) {
+	switch x := v.(type) {
+	case nil:
+		return "null", ""
+	case int64:
+		return "int", strconv.FormatInt(x, 10)
+	case float64:
+		return "float", strconv.FormatUint(math.Float64bits(x), 16)
+	case string:
+		return "text", x
+	case []byte:
+		return "blob", string(x)
+	case bool:
+		return "bool", strconv.FormatBool(x)
+	case time.Time:
+		return "time", x.Format(time.RFC3339Nano)
+	default:
+		return fmt.Sprintf("%T", v), fmt.Sprint(v)
+	}
 }
