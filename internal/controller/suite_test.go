@@ -5,6 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/controller"
@@ -38,6 +43,13 @@ var (
 	restConfig *rest.Config
 	k8s        client.Client
 	mariadb    *testdb.MariaDB
+	// managerConfig is what every test's manager runs with: the identity of the manager's
+	// ServiceAccount, granted only the ClusterRole in config/rbac/role.yaml, at managerHost.
+	managerConfig *rest.Config
+	// managerHost is the address the manager reaches the API server at: another name for the
+	// same server than the test's own client uses, so client-go's request metrics (labelled by
+	// host) count the manager's requests apart from the test's.
+	managerHost string
 )
 
 func TestMain(m *testing.M) {
@@ -62,11 +74,83 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
 		return
 	}
+	if managerConfig, err = managerIdentity(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot set up the manager's identity:", err)
+		return
+	}
 	if mariadb, err = testdb.StartMariaDB(); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
 		return
 	}
 	code = m.Run()
+}
+
+// The manager's identity in the tests, named as config/default deploys it: ServiceAccount
+// controller-manager with the puq-user-operator- prefix, in namespace puq-user-operator-system.
+const (
+	managerNamespace      = "puq-user-operator-system"
+	managerServiceAccount = "puq-user-operator-controller-manager"
+	managerTestRole       = "puq-user-operator-test-manager-role"
+)
+
+// managerIdentity creates the ClusterRole of config/rbac/role.yaml, as read from disk, under a
+// test name, binds it to the manager's ServiceAccount, and returns a config that impersonates
+// that ServiceAccount. A verb missing from role.yaml then fails the test that needs it, as it
+// would fail the deployed operator.
+func managerIdentity(ctx context.Context) (*rest.Config, error) {
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(raw, role); err != nil {
+		return nil, fmt.Errorf("cannot decode config/rbac/role.yaml: %w", err)
+	}
+	if role.Kind != "ClusterRole" || len(role.Rules) == 0 {
+		return nil, fmt.Errorf("config/rbac/role.yaml holds a %s with %d rules, want the manager's ClusterRole", role.Kind, len(role.Rules))
+	}
+	role.ObjectMeta = metav1.ObjectMeta{Name: managerTestRole}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: managerTestRole},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: managerTestRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: managerServiceAccount, Namespace: managerNamespace}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + managerNamespace + ":" + managerServiceAccount,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNamespace, "system:authenticated"},
+	}
+	u, err := url.Parse(cfg.Host)
+	if err != nil || u.Hostname() != "127.0.0.1" {
+		return nil, fmt.Errorf("the API server is at %q, not 127.0.0.1: the manager cannot reach it by another name", cfg.Host)
+	}
+	u.Host = net.JoinHostPort("localhost", u.Port()) // envtest's serving certificate names localhost too
+	cfg.Host, managerHost = u.String(), u.Host
+	// RBAC takes effect when the API server's informers see the binding: wait for it.
+	as, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: v1.GroupVersion.Group, Resource: "users", Verb: "list"}}}
+		if err := as.Create(ctx, review); err != nil {
+			return nil, fmt.Errorf("cannot review the manager's access: %w", err)
+		}
+		if review.Status.Allowed {
+			return cfg, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the manager's ServiceAccount still may not list Users after 30s: %s", review.Status.Reason)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // syncBuffer collects the manager's log output.
@@ -151,7 +235,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 func (e *env) start() {
 	t := e.t
 	skip := true
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Logger:                 zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -377,3 +461,4 @@ func (e *env) allEventText() string {
 }
 
 func contains(list []string, v string) bool { return slices.Contains(list, v) }
+
