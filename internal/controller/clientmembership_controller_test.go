@@ -147,14 +147,16 @@ func TestOwnerConflictAndDuplicateMembership(t *testing.T) {
 	first := e.membership("alice-owner", "alice", v1.ClientSelector{UUID: acme}, owner)
 	e.create(first)
 	e.waitMembership(first, v1.ReasonReconciled)
-	time.Sleep(1100 * time.Millisecond)
+	// The older membership wins, by creationTimestamp and then by namespace/name (olderThan, see
+	// TestEmailHolderIsTheOldestThenByName). Timestamps have one-second resolution, so the later
+	// ones may tie with first; their names sort after first's, so the tie-break agrees.
 	claim := e.membership("bob-owner", "bob", v1.ClientSelector{UUID: acme}, owner)
 	e.create(claim)
 	got := e.waitMembership(claim, v1.ReasonOwnerConflict)
 	if msg := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady).Message; !strings.Contains(msg, "alice-owner") {
 		t.Errorf("message does not name the older claim: %s", msg)
 	}
-	dup := e.membership("alice-again", "alice", v1.ClientSelector{CompanyName: "Acme Hosting Ltd"}, perms(v1.PermissionManageUsers))
+	dup := e.membership("alice-second", "alice", v1.ClientSelector{CompanyName: "Acme Hosting Ltd"}, perms(v1.PermissionManageUsers))
 	e.create(dup)
 	e.waitMembership(dup, v1.ReasonDuplicateMembership)
 	e.waitRow(alice, acme, "1 "+allPermissions)

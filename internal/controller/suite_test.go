@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -181,6 +182,9 @@ type env struct {
 	opts  controller.Options
 	stop  context.CancelFunc
 	done  chan struct{}
+
+	// schema is the MariaDB database of the panel; "" on SQLite.
+	schema string
 }
 
 type envOption func(*env)
@@ -195,7 +199,14 @@ func newEnv(t *testing.T, options ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Root.Close() })
-	return startEnv(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root, options...)
+	// Statistics per table (information_schema.TABLE_STATISTICS), for counting what the
+	// operator changed in this test's database; idempotent, and cheap.
+	if _, err := p.Root.Exec("SET GLOBAL userstat = ON"); err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root, options...)
+	e.schema = p.Name
+	return e
 }
 
 // newSQLiteEnv starts a manager against a fresh embedded SQLite panel database.
@@ -462,3 +473,136 @@ func (e *env) allEventText() string {
 
 func contains(list []string, v string) bool { return slices.Contains(list, v) }
 
+// waitEvent waits until an Event with the reason is recorded about obj: the manager writes
+// events asynchronously, after the reconcile that emits them has returned.
+func (e *env) waitEvent(obj client.Object, reason string) {
+	e.t.Helper()
+	e.eventually(20*time.Second, func() string {
+		if reasons := e.eventReasons(obj); !contains(reasons, reason) {
+			return fmt.Sprintf("no %s event about %s yet; events: %v", reason, obj.GetName(), reasons)
+		}
+		return ""
+	})
+}
+
+// eventsEmitted counts the events the manager emitted with the reason ("" for any reason): its
+// event broadcaster logs every one, repeats included. Event objects cannot count them: the
+// recorder merges a repeat into its first event's series, and writes later repeats not at all.
+func (e *env) eventsEmitted(reason string) int {
+	pattern := `"reason": ?"[^"]*"`
+	if reason != "" {
+		pattern = `"reason": ?"` + regexp.QuoteMeta(reason) + `"`
+	}
+	return len(regexp.MustCompile(`(?m)Event occurred[^\n]*`+pattern).FindAllStringIndex(e.logs.String(), -1))
+}
+
+// apiRequests counts the requests the manager made to the API server so far, by HTTP method, from
+// client-go's rest_client_requests_total in the controller-runtime registry. The counter is the
+// process's; only the manager talks to the API server at managerHost.
+func apiRequests(t *testing.T) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, method := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		out[method] = metricValue(t, "rest_client_requests_total", map[string]string{"host": managerHost, "method": method})
+	}
+	return out
+}
+
+// apiWriteMethods are the HTTP methods that change something on the API server.
+var apiWriteMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
+
+// dbWriteCounters are MariaDB's counters of data-changing statements, as the bench reads them.
+var dbWriteCounters = []string{"Com_insert", "Com_insert_select", "Com_update", "Com_update_multi", "Com_delete",
+	"Com_delete_multi", "Com_replace", "Com_replace_select"}
+
+// dbStatements reads MariaDB's data-changing statement counters. They count the whole server:
+// the tests of this package run one at a time, so its only writer is the current test's manager
+// (as long as the test itself writes nothing meanwhile).
+func (e *env) dbStatements() map[string]int64 {
+	e.t.Helper()
+	if e.schema == "" {
+		e.t.Fatal("dbStatements needs a MariaDB panel database (newEnv)")
+	}
+	rows, err := e.db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN (?, ?, ?, ?, ?, ?, ?, ?)",
+		toAny(dbWriteCounters)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			e.t.Fatal(err)
+		}
+		out[name] = v
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	if len(out) != len(dbWriteCounters) {
+		e.t.Fatalf("MariaDB reports %d of the %d statement counters: %v", len(out), len(dbWriteCounters), out)
+	}
+	return out
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+// tableStats is what has happened to the rows of one table.
+type tableStats struct{ read, changed int64 }
+
+// tableStatistics reads the rows read and changed so far per table of the env's own database
+// (information_schema.TABLE_STATISTICS, with userstat on). Rows an UPDATE leaves as they were
+// are not changed rows; dbStatements counts such statements.
+func (e *env) tableStatistics() map[string]tableStats {
+	e.t.Helper()
+	rows, err := e.db.Query("SELECT table_name, rows_read, rows_changed FROM information_schema.table_statistics "+
+		"WHERE table_schema = ?", e.schema)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string]tableStats{}
+	for rows.Next() {
+		var name string
+		var st tableStats
+		if err := rows.Scan(&name, &st.read, &st.changed); err != nil {
+			e.t.Fatal(err)
+		}
+		out[name] = st
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// reconciles counts the reconciles the controller called name has finished, and reports whether it is
+// idle: nothing queued and nothing running.
+func reconciles(t *testing.T, name string) (done float64, idle bool) {
+	t.Helper()
+	on := map[string]string{"controller": name}
+	done = metricValue(t, "controller_runtime_reconcile_total", on)
+	idle = metricValue(t, "controller_runtime_active_workers", on) == 0 && metricValue(t, "workqueue_depth", on) == 0
+	return done, idle
+}
+
+// waitReconciles waits until the controller called name has finished n more reconciles and is idle.
+func (e *env) waitReconciles(name string, n int) {
+	e.t.Helper()
+	start, _ := reconciles(e.t, name)
+	e.eventually(30*time.Second, func() string {
+		done, idle := reconciles(e.t, name)
+		if done-start < float64(n) || !idle {
+			return fmt.Sprintf("%s controller: %v of %d reconciles finished, idle %v", name, done-start, n, idle)
+		}
+		return ""
+	})
+}
