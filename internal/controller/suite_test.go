@@ -405,7 +405,12 @@ func (e *env) waitMembership(m *v1.ClientMembership, reason string) *v1.ClientMe
 
 func (e *env) waitGone(obj client.Object) {
 	e.t.Helper()
-	e.eventually(30*time.Second, func() string {
+	e.waitGoneWithin(obj, 30*time.Second)
+}
+
+func (e *env) waitGoneWithin(obj client.Object, timeout time.Duration) {
+	e.t.Helper()
+	e.eventually(timeout, func() string {
 		err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			return ""
