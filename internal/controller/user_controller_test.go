@@ -1,17 +1,25 @@
 package controller_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/pquerna/otp/totp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -601,38 +609,179 @@ func TestDuplicatePhoneIsReported(t *testing.T) {
 	}
 }
 
-// TestCanaryPasswordNeverLeaks sets a recognisable password and looks for it, and for its hash,
-// in everything the operator emits.
+// TestCanaryPasswordNeverLeaks sets recognisable secrets (a password, a weak password, a hash
+// given under the passwordHash key, a malformed hash) and looks for them, for the hash stored in
+// the panel and for the TOTP seed the operator issued, in everything the operator emits or writes
+// outside the panel's own password and seed columns: its log, the process's stderr, events,
+// status, /metrics, the panel's activity log and the binding table.
 func TestCanaryPasswordNeverLeaks(t *testing.T) {
+	stderr := captureStderr(t)
 	e := newEnv(t)
 	canary := "CANARY-zebra-Otter-4417"
 	e.secret("jane-password", map[string]string{"password": canary})
-	u := e.newUser("jane", "jane@example.com", func(u *v1.User) {
+	jane := e.newUser("jane", "jane@example.com", func(u *v1.User) {
 		u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP}
 	})
-	e.create(u)
-	got := e.waitUser(u, v1.ReasonReconciled)
+	e.create(jane)
+	got := e.waitUser(jane, v1.ReasonReconciled)
 	e.setJanePassword(map[string]string{"password": "CANARY-weak"})
-	e.waitUser(u, v1.ReasonWeakPassword)
-	hash := e.str("SELECT password FROM users WHERE uuid = ?", got.Status.UUID)
-	seed := totpSeed(t, e)
-	statusJSON, _ := json.Marshal(got.Status)
-	var latest v1.User
-	_ = k8s.Get(e.ctx(), clientKey(u), &latest)
-	latestJSON, _ := json.Marshal(latest.Status)
-	haystacks := map[string]string{
-		"logs": e.logs.String(), "events": e.allEventText(), "status": string(statusJSON) + string(latestJSON),
+	e.waitUser(jane, v1.ReasonWeakPassword)
+
+	given, err := password.Hash("CANARY-given-Hash-9931", 4)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for where, text := range haystacks {
-		for what, needle := range map[string]string{"password": canary, "weak password": "CANARY-weak", "hash": hash[7:],
-			"TOTP seed": seed} {
+	byHash := func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash }
+	e.secret("hashed-password", map[string]string{"passwordHash": "$2b$" + given[4:]})
+	hashed := e.newUser("hashed", "hashed@example.com", byHash)
+	e.create(hashed)
+	e.waitUser(hashed, v1.ReasonReconciled)
+	malformed := "CANARY-malformed-hash-value"
+	e.secret("malformed-password", map[string]string{"passwordHash": "$2y$04$" + malformed})
+	broken := e.newUser("malformed", "malformed@example.com", byHash)
+	e.create(broken)
+	e.waitUser(broken, v1.ReasonInvalidPasswordHash)
+
+	stored := e.str("SELECT password FROM users WHERE uuid = ?", got.Status.UUID)
+	seed := totpSeed(t, e)
+	for _, reason := range []string{"Created", "TwoFactorEnrolled"} {
+		e.waitEvent(jane, reason)
+	}
+	fmt.Fprintln(os.Stderr, "stderr-capture-check")
+	e.shutdown() // everything the manager wrote is written
+	haystacks := map[string]string{
+		"manager log":           e.logs.String(),
+		"stderr":                stderr(),
+		"events":                e.allEventText(),
+		"status":                e.allUserStatus(),
+		"/metrics":              scrapeMetrics(t),
+		"activity_logs":         e.tableText("activity_logs"),
+		"puq_operator_bindings": e.tableText("puq_operator_bindings"),
+	}
+	// Each haystack holds what it should, so finding nothing in it means something.
+	for where, want := range map[string]string{
+		"manager log": "Created panel user", "stderr": "stderr-capture-check", "events": "TwoFactorEnrolled",
+		"status": got.Status.UUID, "/metrics": "puq_user_operator_users", "activity_logs": got.Status.UUID,
+		"puq_operator_bindings": got.Status.UUID,
+	} {
+		if !strings.Contains(haystacks[where], want) {
+			t.Errorf("the %s lacks %q: the leak check would prove nothing there", where, want)
+		}
+	}
+	needles := map[string]string{
+		"password": canary, "weak password": "CANARY-weak", "stored hash": stored[7:],
+		"hash from the passwordHash key": given[7:], "malformed passwordHash value": malformed, "TOTP seed": seed,
+	}
+	for what, needle := range needles {
+		if len(needle) < 11 {
+			t.Fatalf("the %s canary is only %d characters", what, len(needle))
+		}
+		for where, text := range haystacks {
 			if strings.Contains(text, needle) {
 				t.Errorf("the %s appears in the %s", what, where)
 			}
 		}
 	}
-	if len(e.logs.String()) < 100 {
-		t.Error("the manager logged nothing: the leak check would prove nothing")
+}
+
+// allUserStatus is the status of every User in the namespace, as JSON.
+func (e *env) allUserStatus() string {
+	e.t.Helper()
+	var list v1.UserList
+	if err := k8s.List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
+		e.t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, u := range list.Items {
+		raw, err := json.Marshal(u.Status)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		b.Write(raw)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// tableText is every row of a table, every column as text.
+func (e *env) tableText(table string) string {
+	e.t.Helper()
+	rows, err := e.db.Query("SELECT * FROM " + table) // a table name from the test, not input
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	cols, err := rows.Columns()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var b strings.Builder
+	for rows.Next() {
+		values := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range values {
+			ptrs[i] = &values[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			e.t.Fatal(err)
+		}
+		for _, v := range values {
+			b.WriteString(v.String + "\t")
+		}
+		b.WriteByte('\n')
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return b.String()
+}
+
+// scrapeMetrics is the text the manager's /metrics endpoint serves: the controller-runtime
+// registry through the same promhttp handler.
+func scrapeMetrics(t *testing.T) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}).
+		ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics answered %d: %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+// captureStderr points the process's file descriptor 2 at a pipe until the returned function is
+// called (or the test ends), so what anything in the process writes there (klog, client-go, the
+// runtime) can be searched; the function returns it. Nothing captured is echoed.
+func captureStderr(t *testing.T) func() string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := unix.Dup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Dup2(int(w.Fd()), 2); err != nil {
+		t.Fatal(err)
+	}
+	buf := &syncBuffer{}
+	copied := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(buf, r)
+		close(copied)
+	}()
+	restore := sync.OnceFunc(func() {
+		_ = unix.Dup2(saved, 2)
+		_ = unix.Close(saved)
+		_ = w.Close()
+		<-copied
+		_ = r.Close()
+	})
+	t.Cleanup(restore)
+	return func() string {
+		restore()
+		return buf.String()
 	}
 }
 
