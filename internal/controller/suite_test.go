@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
@@ -54,6 +55,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// What logs through controller-runtime's global logger (its informers) goes to stderr, where
+	// TestCanaryPasswordNeverLeaks searches it, instead of being dropped unseen.
+	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	env, err := testenv.New()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start the test control plane:", err)
