@@ -556,7 +556,9 @@ func TestDatabaseOutageRetriesAndLosesNothing(t *testing.T) {
 	update(e, u, func(u *v1.User) { u.Spec.FirstName = "During-Outage" })
 	got := &v1.User{}
 	e.eventually(30*time.Second, func() string {
-		_ = k8s.Get(e.ctx(), clientKey(u), got)
+		if err := k8s.Get(e.ctx(), clientKey(u), got); err != nil {
+			return err.Error()
+		}
 		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReconciling)
 		if c == nil || c.Reason != v1.ReasonDatabaseUnavailable {
 			return "no Reconciling=DatabaseUnavailable condition"
