@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -178,9 +179,16 @@ func (r *ClientMembershipReconciler) reconcileDelete(ctx context.Context, m *v1.
 			o := waiting(v1.ReasonOwnerRemovalBlocked, "The user is the owner of client %s and the panel does not remove an owner. "+
 				"Make another user the owner (spec.owner: true on their membership), or set spec.deletionPolicy: Retain.",
 				m.Status.ClientUUID)
+			if !isStalledReason(m.Status.Conditions, v1.ReasonOwnerRemovalBlocked) {
+				r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonOwnerRemovalBlocked, "RemoveMembership", o.message)
+			}
 			setConditions(&m.Status.Conditions, m.Generation, o)
-			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonOwnerRemovalBlocked, "RemoveMembership", o.message)
-			return ctrl.Result{}, r.patchStatus(ctx, m, before)
+			if err := r.patchStatus(ctx, m, before); err != nil {
+				return ctrl.Result{}, err
+			}
+			// A transfer made in the panel UI: no watch sees it (one made by another membership
+			// wakes this one through peersOfClient).
+			return blockedRequeue(m.Status.Conditions, time.Now()), nil
 		}
 		if err != nil {
 			if o := databaseOutcome(err); o != nil {

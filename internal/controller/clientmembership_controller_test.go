@@ -147,14 +147,16 @@ func TestOwnerConflictAndDuplicateMembership(t *testing.T) {
 	first := e.membership("alice-owner", "alice", v1.ClientSelector{UUID: acme}, owner)
 	e.create(first)
 	e.waitMembership(first, v1.ReasonReconciled)
-	time.Sleep(1100 * time.Millisecond)
+	// The older membership wins, by creationTimestamp and then by namespace/name (olderThan, see
+	// TestEmailHolderIsTheOldestThenByName). Timestamps have one-second resolution, so the later
+	// ones may tie with first; their names sort after first's, so the tie-break agrees.
 	claim := e.membership("bob-owner", "bob", v1.ClientSelector{UUID: acme}, owner)
 	e.create(claim)
 	got := e.waitMembership(claim, v1.ReasonOwnerConflict)
 	if msg := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady).Message; !strings.Contains(msg, "alice-owner") {
 		t.Errorf("message does not name the older claim: %s", msg)
 	}
-	dup := e.membership("alice-again", "alice", v1.ClientSelector{CompanyName: "Acme Hosting Ltd"}, perms(v1.PermissionManageUsers))
+	dup := e.membership("alice-second", "alice", v1.ClientSelector{CompanyName: "Acme Hosting Ltd"}, perms(v1.PermissionManageUsers))
 	e.create(dup)
 	e.waitMembership(dup, v1.ReasonDuplicateMembership)
 	e.waitRow(alice, acme, "1 "+allPermissions)
@@ -188,14 +190,7 @@ func TestDeletingMemberships(t *testing.T) {
 	if err := k8s.Delete(e.ctx(), ma); err != nil {
 		t.Fatal(err)
 	}
-	got := &v1.ClientMembership{}
-	e.eventually(20*time.Second, func() string {
-		_ = k8s.Get(e.ctx(), clientKey(ma), got)
-		if !isReason(got.Status.Conditions, v1.ReasonOwnerRemovalBlocked) {
-			return "no OwnerRemovalBlocked condition"
-		}
-		return ""
-	})
+	got := e.waitRemovalBlocked(ma)
 	if msg := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady).Message; !strings.Contains(msg, "Retain") {
 		t.Errorf("the message does not say how to unblock: %s", msg)
 	}
@@ -285,4 +280,62 @@ func TestPermissionDriftIsRepairedOnResync(t *testing.T) {
 func isReason(conds []metav1.Condition, reason string) bool {
 	c := meta.FindStatusCondition(conds, v1.ConditionReady)
 	return c != nil && c.Reason == reason
+}
+
+// waitRemovalBlocked waits until the deleted membership says the panel refuses to remove its owner.
+func (e *env) waitRemovalBlocked(m *v1.ClientMembership) *v1.ClientMembership {
+	e.t.Helper()
+	got := &v1.ClientMembership{}
+	e.eventually(20*time.Second, func() string {
+		if err := k8s.Get(e.ctx(), clientKey(m), got); err != nil {
+			return err.Error()
+		}
+		if !isReason(got.Status.Conditions, v1.ReasonOwnerRemovalBlocked) {
+			return "no OwnerRemovalBlocked condition"
+		}
+		return ""
+	})
+	return got
+}
+
+// The panel refuses to remove a client's owner; once ownership is transferred in the panel UI,
+// which no watch sees, the membership's deletion proceeds by itself.
+func TestOwnerRemovalBlockedProceedsAfterATransferInThePanel(t *testing.T) {
+	e := newEnv(t)
+	acme := e.insertClient("Acme Hosting Ltd")
+	_, alice := e.readyUser("alice")
+	_, bob := e.readyUser("bob")
+	m := e.membership("alice-acme", "alice", v1.ClientSelector{UUID: acme}, owner)
+	e.create(m)
+	e.waitRow(alice, acme, "1 "+allPermissions)
+	if err := k8s.Delete(e.ctx(), m); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRemovalBlocked(m)
+	// The panel's transfer (app/Models/Client.php updateOwner): the new owner gets the flag and
+	// every permission, the previous owner keeps every permission and loses the flag.
+	tx, err := e.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{"INSERT INTO client_x_user (client_uuid, user_uuid, owner, permissions) VALUES (?, ?, 1, ?)", []any{acme, bob, allPermissions}},
+		{"UPDATE client_x_user SET owner = 0 WHERE client_uuid = ? AND user_uuid = ?", []any{acme, alice}},
+	} {
+		if _, err := tx.Exec(q.sql, q.args...); err != nil {
+			_ = tx.Rollback()
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGoneWithin(m, blockedLookAgainWithin)
+	e.waitRow(alice, acme, "absent")
+	if got := e.row(bob, acme); got != "1 "+allPermissions {
+		t.Errorf("the new owner's row changed: %s", got)
+	}
 }

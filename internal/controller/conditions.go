@@ -107,6 +107,38 @@ func conclude(kind string, conds *[]metav1.Condition, observed *int64, generatio
 	return ctrl.Result{}, nil
 }
 
+// blockedPollMin and blockedPollMax bound how often an object whose deletion waits on a change
+// only the panel can make (no watch reports it) looks again.
+const (
+	blockedPollMin = time.Second
+	blockedPollMax = 30 * time.Second
+)
+
+// blockedPoll is how long an object blocked since since waits, at now, before it looks again: as
+// long as it has waited so far, so the looks back off exponentially, within blockedPollMin and
+// blockedPollMax. A cause fixed in the panel is noticed within blockedPollMax.
+func blockedPoll(since, now time.Time) time.Duration {
+	return min(max(now.Sub(since), blockedPollMin), blockedPollMax)
+}
+
+// blockedRequeue is the result of a reconcile that ended Stalled on a cause only the panel can
+// remove: a poll, from the time the object became Stalled (not a retry through the rate limiter,
+// which is for errors).
+func blockedRequeue(conds []metav1.Condition, now time.Time) ctrl.Result {
+	since := now
+	if c := meta.FindStatusCondition(conds, v1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+		since = c.LastTransitionTime.Time
+	}
+	return ctrl.Result{RequeueAfter: blockedPoll(since, now)}
+}
+
+// isStalledReason reports whether the object is Stalled for the reason, so a repeated look does
+// not repeat its warning event.
+func isStalledReason(conds []metav1.Condition, reason string) bool {
+	c := meta.FindStatusCondition(conds, v1.ConditionStalled)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == reason
+}
+
 // conflictRetry is how soon an object is reconciled again after a write lost to another writer.
 const conflictRetry = 250 * time.Millisecond
 

@@ -88,3 +88,41 @@ func TestConflictsRetryQuietlyOtherErrorsPass(t *testing.T) {
 		t.Errorf("other error: got %+v, %v", res, err)
 	}
 }
+
+func TestBlockedPollBacksOffAndIsCappedAtThirtySeconds(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	cases := []struct {
+		waited time.Duration
+		want   time.Duration
+	}{
+		{0, time.Second},
+		{500 * time.Millisecond, time.Second},
+		{2 * time.Second, 2 * time.Second},
+		{8 * time.Second, 8 * time.Second},
+		{29 * time.Second, 29 * time.Second},
+		{31 * time.Second, 30 * time.Second},
+		{time.Hour, 30 * time.Second},
+		{-time.Minute, time.Second}, // a clock behind the condition's timestamp
+	}
+	for _, tc := range cases {
+		if got := blockedPoll(start, start.Add(tc.waited)); got != tc.want {
+			t.Errorf("blocked for %s: look again after %s, want %s", tc.waited, got, tc.want)
+		}
+	}
+}
+
+func TestBlockedRequeueCountsFromWhenTheObjectStalled(t *testing.T) {
+	now := time.Unix(1_700_000_100, 0)
+	conds := []metav1.Condition{}
+	setConditions(&conds, 1, waiting(v1.ReasonDeletionBlocked, "blocked"))
+	meta.FindStatusCondition(conds, v1.ConditionStalled).LastTransitionTime = metav1.NewTime(now.Add(-4 * time.Second))
+	if res := blockedRequeue(conds, now); res.RequeueAfter != 4*time.Second {
+		t.Errorf("stalled 4s ago: requeue after %s, want 4s", res.RequeueAfter)
+	}
+	if res := blockedRequeue(nil, now); res.RequeueAfter != time.Second {
+		t.Errorf("not stalled: requeue after %s, want the first poll, 1s", res.RequeueAfter)
+	}
+	if !isStalledReason(conds, v1.ReasonDeletionBlocked) || isStalledReason(conds, v1.ReasonOwnerRemovalBlocked) {
+		t.Error("isStalledReason does not tell the reasons apart")
+	}
+}

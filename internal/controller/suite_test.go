@@ -5,16 +5,21 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,8 +28,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/controller"
@@ -38,9 +45,19 @@ var (
 	restConfig *rest.Config
 	k8s        client.Client
 	mariadb    *testdb.MariaDB
+	// managerConfig is what every test's manager runs with: the identity of the manager's
+	// ServiceAccount, granted only the ClusterRole in config/rbac/role.yaml, at managerHost.
+	managerConfig *rest.Config
+	// managerHost is the address the manager reaches the API server at: another name for the
+	// same server than the test's own client uses, so client-go's request metrics (labelled by
+	// host) count the manager's requests apart from the test's.
+	managerHost string
 )
 
 func TestMain(m *testing.M) {
+	// What logs through controller-runtime's global logger (its informers) goes to stderr, where
+	// TestCanaryPasswordNeverLeaks searches it, instead of being dropped unseen.
+	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	env, err := testenv.New()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start the test control plane:", err)
@@ -62,11 +79,83 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
 		return
 	}
+	if managerConfig, err = managerIdentity(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot set up the manager's identity:", err)
+		return
+	}
 	if mariadb, err = testdb.StartMariaDB(); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
 		return
 	}
 	code = m.Run()
+}
+
+// The manager's identity in the tests, named as config/default deploys it: ServiceAccount
+// controller-manager with the puq-user-operator- prefix, in namespace puq-user-operator-system.
+const (
+	managerNamespace      = "puq-user-operator-system"
+	managerServiceAccount = "puq-user-operator-controller-manager"
+	managerTestRole       = "puq-user-operator-test-manager-role"
+)
+
+// managerIdentity creates the ClusterRole of config/rbac/role.yaml, as read from disk, under a
+// test name, binds it to the manager's ServiceAccount, and returns a config that impersonates
+// that ServiceAccount. A verb missing from role.yaml then fails the test that needs it, as it
+// would fail the deployed operator.
+func managerIdentity(ctx context.Context) (*rest.Config, error) {
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(raw, role); err != nil {
+		return nil, fmt.Errorf("cannot decode config/rbac/role.yaml: %w", err)
+	}
+	if role.Kind != "ClusterRole" || len(role.Rules) == 0 {
+		return nil, fmt.Errorf("config/rbac/role.yaml holds a %s with %d rules, want the manager's ClusterRole", role.Kind, len(role.Rules))
+	}
+	role.ObjectMeta = metav1.ObjectMeta{Name: managerTestRole}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: managerTestRole},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: managerTestRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: managerServiceAccount, Namespace: managerNamespace}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + managerNamespace + ":" + managerServiceAccount,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNamespace, "system:authenticated"},
+	}
+	u, err := url.Parse(cfg.Host)
+	if err != nil || u.Hostname() != "127.0.0.1" {
+		return nil, fmt.Errorf("the API server is at %q, not 127.0.0.1: the manager cannot reach it by another name", cfg.Host)
+	}
+	u.Host = net.JoinHostPort("localhost", u.Port()) // envtest's serving certificate names localhost too
+	cfg.Host, managerHost = u.String(), u.Host
+	// RBAC takes effect when the API server's informers see the binding: wait for it.
+	as, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: v1.GroupVersion.Group, Resource: "users", Verb: "list"}}}
+		if err := as.Create(ctx, review); err != nil {
+			return nil, fmt.Errorf("cannot review the manager's access: %w", err)
+		}
+		if review.Status.Allowed {
+			return cfg, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the manager's ServiceAccount still may not list Users after 30s: %s", review.Status.Reason)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // syncBuffer collects the manager's log output.
@@ -97,6 +186,9 @@ type env struct {
 	opts  controller.Options
 	stop  context.CancelFunc
 	done  chan struct{}
+
+	// schema is the MariaDB database of the panel; "" on SQLite.
+	schema string
 }
 
 type envOption func(*env)
@@ -111,7 +203,14 @@ func newEnv(t *testing.T, options ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Root.Close() })
-	return startEnv(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root, options...)
+	// Statistics per table (information_schema.TABLE_STATISTICS), for counting what the
+	// operator changed in this test's database; idempotent, and cheap.
+	if _, err := p.Root.Exec("SET GLOBAL userstat = ON"); err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root, options...)
+	e.schema = p.Name
+	return e
 }
 
 // newSQLiteEnv starts a manager against a fresh embedded SQLite panel database.
@@ -151,7 +250,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 func (e *env) start() {
 	t := e.t
 	skip := true
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Logger:                 zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -310,7 +409,12 @@ func (e *env) waitMembership(m *v1.ClientMembership, reason string) *v1.ClientMe
 
 func (e *env) waitGone(obj client.Object) {
 	e.t.Helper()
-	e.eventually(30*time.Second, func() string {
+	e.waitGoneWithin(obj, 30*time.Second)
+}
+
+func (e *env) waitGoneWithin(obj client.Object, timeout time.Duration) {
+	e.t.Helper()
+	e.eventually(timeout, func() string {
 		err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			return ""
@@ -377,3 +481,137 @@ func (e *env) allEventText() string {
 }
 
 func contains(list []string, v string) bool { return slices.Contains(list, v) }
+
+// waitEvent waits until an Event with the reason is recorded about obj: the manager writes
+// events asynchronously, after the reconcile that emits them has returned.
+func (e *env) waitEvent(obj client.Object, reason string) {
+	e.t.Helper()
+	e.eventually(20*time.Second, func() string {
+		if reasons := e.eventReasons(obj); !contains(reasons, reason) {
+			return fmt.Sprintf("no %s event about %s yet; events: %v", reason, obj.GetName(), reasons)
+		}
+		return ""
+	})
+}
+
+// eventsEmitted counts the events the manager emitted with the reason ("" for any reason): its
+// event broadcaster logs every one, repeats included. Event objects cannot count them: the
+// recorder merges a repeat into its first event's series, and writes later repeats not at all.
+func (e *env) eventsEmitted(reason string) int {
+	pattern := `"reason": ?"[^"]*"`
+	if reason != "" {
+		pattern = `"reason": ?"` + regexp.QuoteMeta(reason) + `"`
+	}
+	return len(regexp.MustCompile(`(?m)Event occurred[^\n]*`+pattern).FindAllStringIndex(e.logs.String(), -1))
+}
+
+// apiRequests counts the requests the manager made to the API server so far, by HTTP method, from
+// client-go's rest_client_requests_total in the controller-runtime registry. The counter is the
+// process's; only the manager talks to the API server at managerHost.
+func apiRequests(t *testing.T) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, method := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		out[method] = metricValue(t, "rest_client_requests_total", map[string]string{"host": managerHost, "method": method})
+	}
+	return out
+}
+
+// apiWriteMethods are the HTTP methods that change something on the API server.
+var apiWriteMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
+
+// dbWriteCounters are MariaDB's counters of data-changing statements, as the bench reads them.
+var dbWriteCounters = []string{"Com_insert", "Com_insert_select", "Com_update", "Com_update_multi", "Com_delete",
+	"Com_delete_multi", "Com_replace", "Com_replace_select"}
+
+// dbStatements reads MariaDB's data-changing statement counters. They count the whole server:
+// the tests of this package run one at a time, so its only writer is the current test's manager
+// (as long as the test itself writes nothing meanwhile).
+func (e *env) dbStatements() map[string]int64 {
+	e.t.Helper()
+	if e.schema == "" {
+		e.t.Fatal("dbStatements needs a MariaDB panel database (newEnv)")
+	}
+	rows, err := e.db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN (?, ?, ?, ?, ?, ?, ?, ?)",
+		toAny(dbWriteCounters)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			e.t.Fatal(err)
+		}
+		out[name] = v
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	if len(out) != len(dbWriteCounters) {
+		e.t.Fatalf("MariaDB reports %d of the %d statement counters: %v", len(out), len(dbWriteCounters), out)
+	}
+	return out
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+// tableStats is what has happened to the rows of one table.
+type tableStats struct{ read, changed int64 }
+
+// tableStatistics reads the rows read and changed so far per table of the env's own database
+// (information_schema.TABLE_STATISTICS, with userstat on). Rows an UPDATE leaves as they were
+// are not changed rows; dbStatements counts such statements.
+func (e *env) tableStatistics() map[string]tableStats {
+	e.t.Helper()
+	rows, err := e.db.Query("SELECT table_name, rows_read, rows_changed FROM information_schema.table_statistics "+
+		"WHERE table_schema = ?", e.schema)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[string]tableStats{}
+	for rows.Next() {
+		var name string
+		var st tableStats
+		if err := rows.Scan(&name, &st.read, &st.changed); err != nil {
+			e.t.Fatal(err)
+		}
+		out[name] = st
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// reconciles counts the reconciles the controller called name has finished, and reports whether it is
+// idle: nothing queued and nothing running.
+func reconciles(t *testing.T, name string) (done float64, idle bool) {
+	t.Helper()
+	on := map[string]string{"controller": name}
+	done = metricValue(t, "controller_runtime_reconcile_total", on)
+	idle = metricValue(t, "controller_runtime_active_workers", on) == 0 && metricValue(t, "workqueue_depth", on) == 0
+	return done, idle
+}
+
+// waitReconciles waits until the controller called name has finished n more reconciles and is idle.
+func (e *env) waitReconciles(name string, n int) {
+	e.t.Helper()
+	start, _ := reconciles(e.t, name)
+	e.eventually(30*time.Second, func() string {
+		done, idle := reconciles(e.t, name)
+		if done-start < float64(n) || !idle {
+			return fmt.Sprintf("%s controller: %v of %d reconciles finished, idle %v", name, done-start, n, idle)
+		}
+		return ""
+	})
+}

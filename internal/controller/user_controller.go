@@ -616,6 +616,10 @@ func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ct
 	if err == nil && o != nil && o.kind == outcomeProgressing {
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
 	}
+	if err == nil && o != nil && o.reason == v1.ReasonDeletionBlocked {
+		// Clients associated in the panel UI: no watch sees them go.
+		return blockedRequeue(user.Status.Conditions, time.Now()), nil
+	}
 	return ctrl.Result{}, err
 }
 
@@ -652,7 +656,9 @@ func (r *UserReconciler) releasePanelUser(ctx context.Context, user *v1.User) (*
 	if errors.Is(err, panel.ErrRefused) {
 		o := waiting(v1.ReasonDeletionBlocked, "The panel user is still associated with clients made in the panel UI: %v. "+
 			"Remove them in Client -> Users, or set spec.deletionPolicy to Retain or Disable.", err)
-		r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonDeletionBlocked, "DeleteUser", o.message)
+		if !isStalledReason(user.Status.Conditions, v1.ReasonDeletionBlocked) {
+			r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonDeletionBlocked, "DeleteUser", o.message)
+		}
 		return &o, nil
 	}
 	if err != nil {
