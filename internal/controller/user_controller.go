@@ -625,6 +625,16 @@ func (r *UserReconciler) releasePanelUser(ctx context.Context, user *v1.User) (*
 	if id == "" {
 		return nil, nil
 	}
+	// A panel user bound to another resource or operator instance is not this one's to delete,
+	// disable or unbind (a status copied from elsewhere, or an operator restarted under another
+	// --instance-id): only the finalizer goes.
+	b, err := r.Store.GetBinding(ctx, id)
+	if err != nil && !errors.Is(err, panel.ErrNotFound) {
+		return databaseOutcome(err), storeErr(err)
+	}
+	if err == nil && !b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+		return nil, nil
+	}
 	log := logf.FromContext(ctx)
 	switch user.Spec.DeletionPolicy {
 	case v1.UserDeletionRetain:
