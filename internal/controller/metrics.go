@@ -29,6 +29,16 @@ var hashDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Buckets: []float64{0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5},
 })
 
+// bcryptHashes counts the passwords waiting for a hash slot (--max-concurrent-hashes) and those
+// being hashed: running never exceeds the slots, and a steady waiting count says the slots are
+// the bottleneck.
+var bcryptHashes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "puq_user_operator_bcrypt_hashes",
+	Help: "Passwords waiting for a bcrypt hash slot (state=waiting) and being hashed (state=running).",
+}, []string{"state"})
+
+var hashesWaiting, hashesRunning = bcryptHashes.WithLabelValues("waiting"), bcryptHashes.WithLabelValues("running")
+
 var (
 	reconcileOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "puq_user_operator_reconcile_outcomes_total",
@@ -64,8 +74,8 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(hashDuration, reconcileOutcomes, usersByPanelStatus, databaseDuration, databaseErrors, resyncUsers,
-		secretLists, secretsListed)
+	metrics.Registry.MustRegister(hashDuration, bcryptHashes, reconcileOutcomes, usersByPanelStatus, databaseDuration, databaseErrors,
+		resyncUsers, secretLists, secretsListed)
 	for _, s := range panelStatuses {
 		usersByPanelStatus.WithLabelValues(s).Set(0)
 	}

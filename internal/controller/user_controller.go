@@ -300,18 +300,26 @@ func (r *UserReconciler) readSecret(ctx context.Context, key types.NamespacedNam
 	return r.APIReader.Get(ctx, key, secret)
 }
 
+// hashPassword computes a bcrypt hash; a variable so tests can hold hashes in their slots.
+var hashPassword = password.Hash
+
 // hash computes a bcrypt hash when one of the hash slots is free.
 func (r *UserReconciler) hash(ctx context.Context, cleartext string) (string, error) {
 	if r.hashSlots != nil {
+		hashesWaiting.Inc()
 		select {
 		case r.hashSlots <- struct{}{}:
+			hashesWaiting.Dec()
 			defer func() { <-r.hashSlots }()
 		case <-ctx.Done():
+			hashesWaiting.Dec()
 			return "", ctx.Err()
 		}
 	}
+	hashesRunning.Inc()
+	defer hashesRunning.Dec()
 	start := time.Now()
-	h, err := password.Hash(cleartext, r.Options.BcryptCost)
+	h, err := hashPassword(cleartext, r.Options.BcryptCost)
 	hashDuration.Observe(time.Since(start).Seconds())
 	return h, err
 }
@@ -627,6 +635,16 @@ func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ct
 func (r *UserReconciler) releasePanelUser(ctx context.Context, user *v1.User) (*outcome, error) {
 	id := user.Status.UUID
 	if id == "" {
+		return nil, nil
+	}
+	// A panel user bound to another resource or operator instance is not this one's to delete,
+	// disable or unbind (a status copied from elsewhere, or an operator restarted under another
+	// --instance-id): only the finalizer goes.
+	b, err := r.Store.GetBinding(ctx, id)
+	if err != nil && !errors.Is(err, panel.ErrNotFound) {
+		return databaseOutcome(err), storeErr(err)
+	}
+	if err == nil && !b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
 		return nil, nil
 	}
 	log := logf.FromContext(ctx)

@@ -421,14 +421,27 @@ func (s *Store) DisableUser(ctx context.Context, userUUID string) (bool, error) 
 	return changed, err
 }
 
+// validate refuses what the panel cannot store; the error names the column (never its value), so
+// the condition says which value to fix.
 func (d DesiredUser) validate() error {
-	switch {
-	case strings.TrimSpace(d.Email) == "":
+	if strings.TrimSpace(d.Email) == "" {
 		return fmt.Errorf("%w: email is empty", ErrInvalid)
-	case tooLong(255, d.Email, d.FirstName, d.LastName, d.Phone, d.Language) || tooLong(65535, d.AdminNotes):
-		return fmt.Errorf("%w: a field is longer than the panel's 255 characters", ErrInvalid)
-	case strings.ContainsRune(d.Email+d.FirstName+d.LastName+d.Phone+d.Language+d.AdminNotes, 0):
-		return fmt.Errorf("%w: a field holds a NUL character", ErrInvalid)
+	}
+	for _, c := range []struct {
+		column, value string
+		limit         int
+	}{
+		{"email", d.Email, 255}, {"firstname", d.FirstName, 255}, {"lastname", d.LastName, 255},
+		{"phone_number", d.Phone, 255}, {"language", d.Language, 255}, {"admin_notes", d.AdminNotes, 65535},
+	} {
+		if utf8.RuneCountInString(c.value) > c.limit {
+			return fmt.Errorf("%w: %s is longer than %d characters", ErrInvalid, c.column, c.limit)
+		}
+		if strings.ContainsRune(c.value, 0) {
+			return fmt.Errorf("%w: %s holds a NUL character", ErrInvalid, c.column)
+		}
+	}
+	switch {
 	case d.State != StateUnmanaged && d.State != StateActive && d.State != StateInactive:
 		return fmt.Errorf("%w: state %q is not active or inactive", ErrInvalid, d.State)
 	case d.DefaultMethod == MethodTOTP && d.TOTPSecret == "":
@@ -568,16 +581,6 @@ func insertVerification(exec func(string, ...any) error, userUUID string, v veri
 		"`device_name`, `verified`, `default`, `expires_at`, `created_at`, `updated_at`) "+
 		"VALUES (?, ?, 'email', ?, ?, 'system', ?, ?, ?, ?, ?)",
 		v.UUID, userUUID, v.Value, v.Secret, boolInt(v.Verified), boolInt(v.Default), now, now, now)
-}
-
-// tooLong reports whether a value has more characters than a column of the panel holds.
-func tooLong(limit int, values ...string) bool {
-	for _, v := range values {
-		if utf8.RuneCountInString(v) > limit {
-			return true
-		}
-	}
-	return false
 }
 
 // chooseDefault picks the row that must be the default: the one asked for; else the current

@@ -1,0 +1,87 @@
+package controller
+
+// Test hooks for the external controller_test package: compiled only into the test binary.
+
+import (
+	"sync"
+	"sync/atomic"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+)
+
+// SecretWatch is the Secret watch a manager runs inside the User controller, exposed so a test can
+// run one by itself and look at what it remembers.
+type SecretWatch = secretWatch
+
+// NewSecretWatch is the watch SetupWithManager starts: users must carry the field indexes of
+// SetupIndexes.
+func NewSecretWatch(c metadata.Interface, users client.Reader, namespaces []string) *SecretWatch {
+	return newSecretWatch(c, users, namespaces)
+}
+
+// Remembered is how many Secrets the watch keeps a version of.
+func (w *secretWatch) Remembered() int {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return len(w.versions)
+}
+
+// Queue is where the watch queues the Users of changed Secrets.
+func (w *secretWatch) Queue() <-chan event.GenericEvent { return w.queue }
+
+// SecretVersion is the version string the watch and the binding row use for a Secret.
+func SecretVersion(s metav1.Object) string { return string(s.GetUID()) + "/" + s.GetResourceVersion() }
+
+// Key names a Secret for SecretWatch.Version.
+func Key(namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: name}
+}
+
+// HashProbe replaces the bcrypt call: it counts the hashes running at once, keeps the highest
+// count, and holds every hash until Release.
+type HashProbe struct {
+	running, max, calls atomic.Int32
+	gate                chan struct{}
+	once                sync.Once
+}
+
+// HoldHashes installs a HashProbe; the returned function releases held hashes and restores the
+// real bcrypt call.
+func HoldHashes() (*HashProbe, func()) {
+	p := &HashProbe{gate: make(chan struct{})}
+	bcrypt := hashPassword
+	hashPassword = func(cleartext string, cost int) (string, error) {
+		p.calls.Add(1)
+		n := p.running.Add(1)
+		defer p.running.Add(-1)
+		for {
+			m := p.max.Load()
+			if n <= m || p.max.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		<-p.gate
+		return bcrypt(cleartext, cost)
+	}
+	return p, func() {
+		p.Release()
+		hashPassword = bcrypt
+	}
+}
+
+// Release lets every held hash, and every later one, run.
+func (p *HashProbe) Release() { p.once.Do(func() { close(p.gate) }) }
+
+// Running is how many hashes are in the bcrypt call now; Max the most there ever were at once;
+// Calls how many started.
+func (p *HashProbe) Running() int { return int(p.running.Load()) }
+
+// Max is the most hashes that were in the bcrypt call at once.
+func (p *HashProbe) Max() int { return int(p.max.Load()) }
+
+// Calls is how many hashes started.
+func (p *HashProbe) Calls() int { return int(p.calls.Load()) }
