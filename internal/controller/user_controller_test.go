@@ -32,6 +32,7 @@ import (
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/testdb"
 )
 
 func newUUID() string { return uuid.NewString() }
@@ -163,13 +164,22 @@ func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 func TestEditingEachFieldUpdatesTheRow(t *testing.T) {
 	e := newEnv(t)
 	u, id := e.readyUser("jane")
+	// After the email edit, jane logs in with the new address.
+	const email = "jane.new@example.com"
+	refusedAsDisabled := func(res testdb.LoginResult) string {
+		if res.OK || res.Status != 401 || res.Message != "Your account is disabled" {
+			return "want a refusal 401 \"Your account is disabled\", the panel answers " + loginOutcome(res)
+		}
+		return ""
+	}
+	asksForEmailCode := func(res testdb.LoginResult) string { return codeAsked(res, "email") }
 	cases := []struct {
 		name   string
 		mutate func(*v1.User)
 		column string
 		want   string
 	}{
-		{"email", func(u *v1.User) { u.Spec.Email = "jane.new@example.com" }, "email", "jane.new@example.com"},
+		{"email", func(u *v1.User) { u.Spec.Email = email }, "email", email},
 		{"first name", func(u *v1.User) { u.Spec.FirstName = "Janet" }, "firstname", "Janet"},
 		{"last name", func(u *v1.User) { u.Spec.LastName = "Smith" }, "lastname", "Smith"},
 		{"phone", func(u *v1.User) { u.Spec.Phone = "+380441234567" }, "phone_number", "+380441234567"},
@@ -177,14 +187,25 @@ func TestEditingEachFieldUpdatesTheRow(t *testing.T) {
 		{"admin notes", func(u *v1.User) { u.Spec.AdminNotes = "moved to team B" }, "admin_notes", "moved to team B"},
 		{"phone verified", func(u *v1.User) { u.Spec.PhoneVerified = true }, "phone_verified", "1"},
 		{"email verified", func(u *v1.User) { u.Spec.EmailVerified = true }, "email_verified", "1"},
-		{"two-factor flag", func(u *v1.User) { u.Spec.TwoFactor.Enabled = true }, "two_factor", "1"},
 		{"state inactive", func(u *v1.User) { u.Spec.State = v1.UserStateInactive }, "CONCAT(status, `disable`)", "inactive1"},
 		{"state active", func(u *v1.User) { u.Spec.State = v1.UserStateActive }, "CONCAT(status, `disable`)", "active0"},
+		// Last: with two-factor on, the login stops at the code and says nothing of the state.
+		{"two-factor flag", func(u *v1.User) { u.Spec.TwoFactor.Enabled = true }, "two_factor", "1"},
+	}
+	// What the panel must answer to jane's email and password after these edits.
+	logins := map[string]func(testdb.LoginResult) string{
+		"email": loggedIn, "state inactive": refusedAsDisabled, "state active": loggedIn, "two-factor flag": asksForEmailCode,
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			update(e, u, tc.mutate)
 			e.waitUser(u, v1.ReasonReconciled)
+			// Ready at the new generation: the edit is in the panel.
+			if judge := logins[tc.name]; judge != nil {
+				if msg := judge(e.login(email, testPassword, "")); msg != "" {
+					t.Errorf("jane's login after the %s edit: %s", tc.name, msg)
+				}
+			}
 			e.eventually(10*time.Second, func() string {
 				if got := e.str("SELECT "+tc.column+" FROM users WHERE uuid = ?", id); got != tc.want {
 					return tc.column + " = " + got + ", want " + tc.want
