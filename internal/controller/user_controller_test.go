@@ -9,13 +9,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pquerna/otp/totp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
@@ -429,7 +430,15 @@ func TestTOTPOnOffOnIssuesANewSeed(t *testing.T) {
 	if e.str("SELECT secret FROM verifications WHERE user_uuid = ? AND type = 'totp' AND `default` = 1", got.Status.UUID) != seed {
 		t.Error("the panel's default totp row does not hold the Secret's seed")
 	}
-	checkWithOathtool(t, seed)
+	if len(seed) != 32 {
+		t.Fatalf("the seed has %d characters, want 32", len(seed))
+	}
+	const email = "jane@example.com"
+	e.wantCodeAsked("jane's password alone", e.login(email, testPassword, ""), "totp")
+	e.wantLogsIn("jane with the authenticator's code from the Secret's seed",
+		e.login(email, testPassword, oathtoolCode(t, seed, loginTime)))
+	e.wantRefused("jane with a wrong code", e.login(email, testPassword, codeNotAccepted(t, seed, loginTime)),
+		422, "Verification failed")
 	// Off: row, Secret and flag go; email codes are the default again.
 	update(e, u, func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{} })
 	got = e.waitUser(u, v1.ReasonReconciled)
@@ -447,12 +456,23 @@ func TestTOTPOnOffOnIssuesANewSeed(t *testing.T) {
 		got.Status.TwoFactor != "Disabled" || got.Status.TOTPSecretName != "" {
 		t.Errorf("after disabling: %+v", got.Status)
 	}
-	// On again: a different seed.
+	e.wantLogsIn("with two-factor off, jane's password alone", e.login(email, testPassword, ""))
+	// On again: a different seed; the old seed's codes no longer log in, the new one's do.
 	update(e, u, func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
 	e.waitUser(u, v1.ReasonReconciled)
-	if again := totpSeed(t, e); again == seed {
-		t.Error("re-enabling reused the old seed")
+	again := totpSeed(t, e)
+	if again == seed {
+		t.Fatal("re-enabling reused the old seed")
 	}
+	// An instant at which the old seed's code is none the new seed gives (two random seeds
+	// share a code now and then), so the refusal below is the old seed's, not chance's.
+	at := loginTime
+	for slices.Contains(acceptedCodes(t, again, at), oathtoolCode(t, seed, at)) {
+		at = at.Add(3 * totpPeriod)
+	}
+	e.wantRefused("jane with the old seed's code", e.loginAt(at, email, testPassword, oathtoolCode(t, seed, at)),
+		422, "Verification failed")
+	e.wantLogsIn("jane with the new seed's code", e.loginAt(at, email, testPassword, oathtoolCode(t, again, at)))
 	e.waitEvent(got, "TwoFactorEnrolled")
 	e.waitEvent(got, "TwoFactorRemoved")
 }
@@ -472,27 +492,52 @@ func totpSeed(t *testing.T, e *env) string {
 	return string(s.Data["secret"])
 }
 
-func checkWithOathtool(t *testing.T, seed string) {
+// totpPeriod is the TOTP time step of the panel (robthree/twofactorauth's default) and of oathtool.
+const totpPeriod = 30 * time.Second
+
+// oathtoolCode is the code an authenticator app shows for the seed at the instant, as oathtool
+// computes it: an implementation independent of the operator's and of the login check's. The seed
+// goes on stdin, never into argv.
+func oathtoolCode(t *testing.T, seed string, at time.Time) string {
 	t.Helper()
-	oathtool, err := exec.LookPath("oathtool")
+	path, err := exec.LookPath("oathtool")
 	if err != nil {
-		t.Fatal("oathtool not found: install it with `apt-get install oathtool`")
+		t.Fatal("oathtool not found: the TOTP logins use its codes; install it with `apt-get install oathtool`")
 	}
-	if len(seed) != 32 {
-		t.Fatalf("seed has %d characters, want 32", len(seed))
+	cmd := exec.Command(path, "--totp", "-b", "--now", at.UTC().Format("2006-01-02 15:04:05 UTC"), "-")
+	cmd.Stdin = strings.NewReader(seed + "\n")
+	out, err := cmd.Output() // its stderr is dropped: it could repeat the seed
+	if err != nil {
+		t.Fatalf("oathtool failed: %v", err)
 	}
-	for range 2 {
-		now := time.Now()
-		out, err := exec.Command(oathtool, "--totp", "-b", "-N", now.UTC().Format("2006-01-02 15:04:05 UTC"), seed).Output()
-		if err != nil {
-			t.Fatalf("oathtool: %v", err)
+	code := strings.TrimSpace(string(out))
+	if len(code) != 6 || strings.Trim(code, "0123456789") != "" {
+		t.Fatalf("oathtool printed %d characters, want a 6-digit code", len(code))
+	}
+	return code
+}
+
+// acceptedCodes are the codes the panel accepts for the seed at the instant: robthree's default
+// window, one period either side.
+func acceptedCodes(t *testing.T, seed string, at time.Time) []string {
+	t.Helper()
+	return []string{oathtoolCode(t, seed, at.Add(-totpPeriod)), oathtoolCode(t, seed, at), oathtoolCode(t, seed, at.Add(totpPeriod))}
+}
+
+// codeNotAccepted is a wrong code: six digits the panel cannot accept for the seed at the instant.
+func codeNotAccepted(t *testing.T, seed string, at time.Time) string {
+	t.Helper()
+	accepted := acceptedCodes(t, seed, at)
+	n, err := strconv.Atoi(accepted[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n = (n + 1) % 1_000_000
+		if code := fmt.Sprintf("%06d", n); !slices.Contains(accepted, code) {
+			return code
 		}
-		code, _ := totp.GenerateCode(seed, now)
-		if strings.TrimSpace(string(out)) == code {
-			return
-		}
 	}
-	t.Error("oathtool computes a different code from the seed")
 }
 
 func TestDeletionPolicies(t *testing.T) {
