@@ -423,6 +423,78 @@ func (e *env) waitGoneWithin(obj client.Object, timeout time.Duration) {
 	})
 }
 
+// loginTime is the instant every login in these tests is made at, and the instant their TOTP codes
+// are computed for: the same instant on both sides, so a code can never cross a 30 s boundary
+// between the authenticator and the panel. Nothing else in a password login depends on the time.
+var loginTime = time.Date(2026, time.March, 2, 9, 30, 15, 0, time.UTC)
+
+// login asks the panel, the way its client area decides (testdb.Login), whether the email and
+// cleartext password, and code at the second step ("" for none yet), log the person in at
+// loginTime. It needs the MariaDB panel database (newEnv); on SQLite use phpVerifies.
+func (e *env) login(email, cleartext, code string) testdb.LoginResult {
+	e.t.Helper()
+	return e.loginAt(loginTime, email, cleartext, code)
+}
+
+// loginAt is login at another instant than loginTime.
+func (e *env) loginAt(at time.Time, email, cleartext, code string) testdb.LoginResult {
+	e.t.Helper()
+	if e.schema == "" {
+		e.t.Fatal("the login check reads the panel database as MariaDB does (UNIX_TIMESTAMP): use newEnv")
+	}
+	res, err := testdb.Login{Email: email, Password: cleartext, Code: code, At: at}.Try(e.ctx(), e.db)
+	if err != nil {
+		e.t.Fatalf("the login check failed: %v", err)
+	}
+	return res
+}
+
+// loginOutcome describes a login result for a failure message; it never holds what was typed.
+func loginOutcome(res testdb.LoginResult) string {
+	return fmt.Sprintf("ok=%v %d %q (two-factor %v, method %q)", res.OK, res.Status, res.Message, res.TwoFactorRequired, res.Method)
+}
+
+// loggedIn is "" when the panel logged the person in, else what it answered instead.
+func loggedIn(res testdb.LoginResult) string {
+	if res.OK && res.Status == 200 && res.Message == "Successful authorization" {
+		return ""
+	}
+	return "the panel refuses the login: " + loginOutcome(res)
+}
+
+// codeAsked is "" when the panel stopped at the second step, asking for a code checked against
+// the default verification row of the method ("totp", "email"), else what it answered instead.
+func codeAsked(res testdb.LoginResult, method string) string {
+	if !res.OK && res.Status == 200 && res.Message == "" && res.TwoFactorRequired && res.Method == method {
+		return ""
+	}
+	return fmt.Sprintf("want the panel to ask for a %s code, it answers %s", method, loginOutcome(res))
+}
+
+// wantCodeAsked fails the test unless the panel asks for a code of the method.
+func (e *env) wantCodeAsked(what string, res testdb.LoginResult, method string) {
+	e.t.Helper()
+	if msg := codeAsked(res, method); msg != "" {
+		e.t.Errorf("%s: %s", what, msg)
+	}
+}
+
+// wantLogsIn fails the test unless the panel logged the person in.
+func (e *env) wantLogsIn(what string, res testdb.LoginResult) {
+	e.t.Helper()
+	if msg := loggedIn(res); msg != "" {
+		e.t.Errorf("%s: %s", what, msg)
+	}
+}
+
+// wantRefused fails the test unless the panel refused the login with the status and message.
+func (e *env) wantRefused(what string, res testdb.LoginResult, status int, message string) {
+	e.t.Helper()
+	if res.OK || res.Status != status || res.Message != message {
+		e.t.Errorf("%s: the panel answers %s, want a refusal %d %q", what, loginOutcome(res), status, message)
+	}
+}
+
 func (e *env) count(query string, args ...any) int {
 	e.t.Helper()
 	var n int

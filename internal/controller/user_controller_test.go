@@ -9,13 +9,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pquerna/otp/totp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
@@ -32,6 +33,7 @@ import (
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/testdb"
 )
 
 func newUUID() string { return uuid.NewString() }
@@ -46,7 +48,9 @@ func (e *env) storedHashVerifies(userUUID, cleartext string) bool {
 	return password.Verify(h, cleartext)
 }
 
-// phpVerifies asks PHP, as the panel would, whether the cleartext matches the stored hash.
+// phpVerifies asks PHP whether the cleartext matches the stored hash and the hash is one PHP takes
+// for bcrypt ($2y$). The SQLite flow checks passwords with it; on MariaDB, e.login asks the
+// panel's whole login decision instead.
 func (e *env) phpVerifies(userUUID, cleartext string) bool {
 	e.t.Helper()
 	php, err := exec.LookPath("php")
@@ -101,9 +105,9 @@ func TestUserBecomesAPanelLoginWithStatus(t *testing.T) {
 	if row != "Jane.Doe@Example.com|Jane|Doe|+48123456789|en|OPS-1|1" {
 		t.Errorf("users row = %s", row)
 	}
-	if !e.phpVerifies(st.UUID, testPassword) {
-		t.Error("PHP does not accept the stored password")
-	}
+	e.wantLogsIn("jane with the Secret's password", e.login("Jane.Doe@Example.com", testPassword, ""))
+	e.wantRefused("jane with a wrong password", e.login("Jane.Doe@Example.com", "plum-Harbor-7-lanterns", ""),
+		401, "Invalid email or password")
 	e.waitEvent(got, "Created")
 	if !contains(got.Finalizers, "panel.puqcloud.com/user") {
 		t.Errorf("finalizers = %v", got.Finalizers)
@@ -161,13 +165,22 @@ func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 func TestEditingEachFieldUpdatesTheRow(t *testing.T) {
 	e := newEnv(t)
 	u, id := e.readyUser("jane")
+	// After the email edit, jane logs in with the new address.
+	const email = "jane.new@example.com"
+	refusedAsDisabled := func(res testdb.LoginResult) string {
+		if res.OK || res.Status != 401 || res.Message != "Your account is disabled" {
+			return "want a refusal 401 \"Your account is disabled\", the panel answers " + loginOutcome(res)
+		}
+		return ""
+	}
+	asksForEmailCode := func(res testdb.LoginResult) string { return codeAsked(res, "email") }
 	cases := []struct {
 		name   string
 		mutate func(*v1.User)
 		column string
 		want   string
 	}{
-		{"email", func(u *v1.User) { u.Spec.Email = "jane.new@example.com" }, "email", "jane.new@example.com"},
+		{"email", func(u *v1.User) { u.Spec.Email = email }, "email", email},
 		{"first name", func(u *v1.User) { u.Spec.FirstName = "Janet" }, "firstname", "Janet"},
 		{"last name", func(u *v1.User) { u.Spec.LastName = "Smith" }, "lastname", "Smith"},
 		{"phone", func(u *v1.User) { u.Spec.Phone = "+380441234567" }, "phone_number", "+380441234567"},
@@ -175,14 +188,25 @@ func TestEditingEachFieldUpdatesTheRow(t *testing.T) {
 		{"admin notes", func(u *v1.User) { u.Spec.AdminNotes = "moved to team B" }, "admin_notes", "moved to team B"},
 		{"phone verified", func(u *v1.User) { u.Spec.PhoneVerified = true }, "phone_verified", "1"},
 		{"email verified", func(u *v1.User) { u.Spec.EmailVerified = true }, "email_verified", "1"},
-		{"two-factor flag", func(u *v1.User) { u.Spec.TwoFactor.Enabled = true }, "two_factor", "1"},
 		{"state inactive", func(u *v1.User) { u.Spec.State = v1.UserStateInactive }, "CONCAT(status, `disable`)", "inactive1"},
 		{"state active", func(u *v1.User) { u.Spec.State = v1.UserStateActive }, "CONCAT(status, `disable`)", "active0"},
+		// Last: with two-factor on, the login stops at the code and says nothing of the state.
+		{"two-factor flag", func(u *v1.User) { u.Spec.TwoFactor.Enabled = true }, "two_factor", "1"},
+	}
+	// What the panel must answer to jane's email and password after these edits.
+	logins := map[string]func(testdb.LoginResult) string{
+		"email": loggedIn, "state inactive": refusedAsDisabled, "state active": loggedIn, "two-factor flag": asksForEmailCode,
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			update(e, u, tc.mutate)
 			e.waitUser(u, v1.ReasonReconciled)
+			// Ready at the new generation: the edit is in the panel.
+			if judge := logins[tc.name]; judge != nil {
+				if msg := judge(e.login(email, testPassword, "")); msg != "" {
+					t.Errorf("jane's login after the %s edit: %s", tc.name, msg)
+				}
+			}
 			e.eventually(10*time.Second, func() string {
 				if got := e.str("SELECT "+tc.column+" FROM users WHERE uuid = ?", id); got != tc.want {
 					return tc.column + " = " + got + ", want " + tc.want
@@ -207,17 +231,17 @@ func TestRotatingTheSecretSetsANewHashOnce(t *testing.T) {
 	e.create(u)
 	first := e.waitUser(u, v1.ReasonReconciled)
 	id := first.Status.UUID
+	e.wantLogsIn("before the rotation, the first password", e.login("jane@example.com", testPassword, ""))
 	rotated := "second-Quartz-river-88"
 	e.setJanePassword(map[string]string{"password": rotated})
 	e.eventually(20*time.Second, func() string {
-		if !e.storedHashVerifies(id, rotated) {
-			return "the new password is not in the panel yet"
+		if msg := loggedIn(e.login("jane@example.com", rotated, "")); msg != "" {
+			return "the rotated password does not log in yet: " + msg
 		}
 		return ""
 	})
-	if !e.phpVerifies(id, rotated) || e.phpVerifies(id, testPassword) {
-		t.Error("PHP must accept the new password and refuse the old one")
-	}
+	e.wantRefused("after the rotation, the old password", e.login("jane@example.com", testPassword, ""),
+		401, "Invalid email or password")
 	got := e.waitUser(u, v1.ReasonReconciled)
 	if got.Status.PasswordSecretVersion == first.Status.PasswordSecretVersion {
 		t.Error("status does not record the new Secret version")
@@ -255,14 +279,15 @@ func TestPasswordHashKeyIsStoredAs2y(t *testing.T) {
 	if e.str("SELECT password FROM users WHERE uuid = ?", id) != h {
 		t.Error("the hash was not stored as the same hash with the $2y$ prefix")
 	}
-	if !e.phpVerifies(id, "hash-only-Password-42") {
-		t.Error("PHP does not accept the stored hash")
-	}
+	e.wantLogsIn("jane with the cleartext of the given hash", e.login("jane@example.com", "hash-only-Password-42", ""))
+	e.wantRefused("jane with another password", e.login("jane@example.com", "hash-only-Password-43", ""),
+		401, "Invalid email or password")
 	e.setJanePassword(map[string]string{"passwordHash": "$2x$04$notahash"})
 	got := e.waitUser(u, v1.ReasonInvalidPasswordHash)
 	if e.str("SELECT password FROM users WHERE uuid = ?", id) != h {
 		t.Error("a malformed hash replaced the stored one")
 	}
+	e.wantLogsIn("after a malformed hash, the previous password", e.login("jane@example.com", "hash-only-Password-42", ""))
 	if c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionStalled); c == nil || c.Status != "True" {
 		t.Errorf("Stalled = %+v", c)
 	}
@@ -402,10 +427,19 @@ func TestTOTPOnOffOnIssuesANewSeed(t *testing.T) {
 		t.Fatalf("status = %+v", got.Status)
 	}
 	seed := totpSeed(t, e)
-	if e.str("SELECT secret FROM verifications WHERE user_uuid = ? AND type = 'totp' AND `default` = 1", got.Status.UUID) != seed {
-		t.Error("the panel's default totp row does not hold the Secret's seed")
+	if len(seed) != 32 {
+		t.Fatalf("the seed has %d characters, want 32", len(seed))
 	}
-	checkWithOathtool(t, seed)
+	const email = "jane@example.com"
+	e.wantCodeAsked("jane's password alone", e.login(email, testPassword, ""), "totp")
+	e.wantLogsIn("jane with the authenticator's code from the Secret's seed",
+		e.login(email, testPassword, oathtoolCode(t, seed, loginTime)))
+	e.wantRefused("jane with a wrong code", e.login(email, testPassword, codeNotAccepted(t, seed, loginTime)),
+		422, "Verification failed")
+	if n := e.count("SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'totp' AND `default` = 1 AND secret = ?",
+		got.Status.UUID, seed); n != 1 {
+		t.Errorf("%d default totp rows hold the Secret's seed, want 1", n)
+	}
 	// Off: row, Secret and flag go; email codes are the default again.
 	update(e, u, func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{} })
 	got = e.waitUser(u, v1.ReasonReconciled)
@@ -423,12 +457,23 @@ func TestTOTPOnOffOnIssuesANewSeed(t *testing.T) {
 		got.Status.TwoFactor != "Disabled" || got.Status.TOTPSecretName != "" {
 		t.Errorf("after disabling: %+v", got.Status)
 	}
-	// On again: a different seed.
+	e.wantLogsIn("with two-factor off, jane's password alone", e.login(email, testPassword, ""))
+	// On again: a different seed; the old seed's codes no longer log in, the new one's do.
 	update(e, u, func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
 	e.waitUser(u, v1.ReasonReconciled)
-	if again := totpSeed(t, e); again == seed {
-		t.Error("re-enabling reused the old seed")
+	again := totpSeed(t, e)
+	if again == seed {
+		t.Fatal("re-enabling reused the old seed")
 	}
+	// An instant at which the old seed's code is none the new seed gives (two random seeds
+	// share a code now and then), so the refusal below is the old seed's, not chance's.
+	at := loginTime
+	for slices.Contains(acceptedCodes(t, again, at), oathtoolCode(t, seed, at)) {
+		at = at.Add(3 * totpPeriod)
+	}
+	e.wantRefused("jane with the old seed's code", e.loginAt(at, email, testPassword, oathtoolCode(t, seed, at)),
+		422, "Verification failed")
+	e.wantLogsIn("jane with the new seed's code", e.loginAt(at, email, testPassword, oathtoolCode(t, again, at)))
 	e.waitEvent(got, "TwoFactorEnrolled")
 	e.waitEvent(got, "TwoFactorRemoved")
 }
@@ -448,27 +493,52 @@ func totpSeed(t *testing.T, e *env) string {
 	return string(s.Data["secret"])
 }
 
-func checkWithOathtool(t *testing.T, seed string) {
+// totpPeriod is the TOTP time step of the panel (robthree/twofactorauth's default) and of oathtool.
+const totpPeriod = 30 * time.Second
+
+// oathtoolCode is the code an authenticator app shows for the seed at the instant, as oathtool
+// computes it: an implementation independent of the operator's and of the login check's. The seed
+// goes on stdin, never into argv.
+func oathtoolCode(t *testing.T, seed string, at time.Time) string {
 	t.Helper()
-	oathtool, err := exec.LookPath("oathtool")
+	path, err := exec.LookPath("oathtool")
 	if err != nil {
-		t.Fatal("oathtool not found: install it with `apt-get install oathtool`")
+		t.Fatal("oathtool not found: the TOTP logins use its codes; install it with `apt-get install oathtool`")
 	}
-	if len(seed) != 32 {
-		t.Fatalf("seed has %d characters, want 32", len(seed))
+	cmd := exec.Command(path, "--totp", "-b", "--now", at.UTC().Format("2006-01-02 15:04:05 UTC"), "-")
+	cmd.Stdin = strings.NewReader(seed + "\n")
+	out, err := cmd.Output() // its stderr is dropped: it could repeat the seed
+	if err != nil {
+		t.Fatalf("oathtool failed: %v", err)
 	}
-	for range 2 {
-		now := time.Now()
-		out, err := exec.Command(oathtool, "--totp", "-b", "-N", now.UTC().Format("2006-01-02 15:04:05 UTC"), seed).Output()
-		if err != nil {
-			t.Fatalf("oathtool: %v", err)
+	code := strings.TrimSpace(string(out))
+	if len(code) != 6 || strings.Trim(code, "0123456789") != "" {
+		t.Fatalf("oathtool printed %d characters, want a 6-digit code", len(code))
+	}
+	return code
+}
+
+// acceptedCodes are the codes the panel accepts for the seed at the instant: robthree's default
+// window, one period either side.
+func acceptedCodes(t *testing.T, seed string, at time.Time) []string {
+	t.Helper()
+	return []string{oathtoolCode(t, seed, at.Add(-totpPeriod)), oathtoolCode(t, seed, at), oathtoolCode(t, seed, at.Add(totpPeriod))}
+}
+
+// codeNotAccepted is a wrong code: six digits the panel cannot accept for the seed at the instant.
+func codeNotAccepted(t *testing.T, seed string, at time.Time) string {
+	t.Helper()
+	accepted := acceptedCodes(t, seed, at)
+	n, err := strconv.Atoi(accepted[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n = (n + 1) % 1_000_000
+		if code := fmt.Sprintf("%06d", n); !slices.Contains(accepted, code) {
+			return code
 		}
-		code, _ := totp.GenerateCode(seed, now)
-		if strings.TrimSpace(string(out)) == code {
-			return
-		}
 	}
-	t.Error("oathtool computes a different code from the seed")
 }
 
 func TestDeletionPolicies(t *testing.T) {
