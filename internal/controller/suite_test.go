@@ -1,7 +1,6 @@
 package controller_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -158,31 +156,13 @@ func managerIdentity(ctx context.Context) (*rest.Config, error) {
 	}
 }
 
-// syncBuffer collects the manager's log output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is one test's world: its own namespace, panel database and manager watching that namespace.
 type env struct {
 	t     *testing.T
 	ns    string
 	store *panel.Store
 	db    *sql.DB // a direct connection to the same panel database
-	logs  *syncBuffer
+	logs  *testenv.Output
 	opts  controller.Options
 	stop  context.CancelFunc
 	done  chan struct{}
@@ -231,7 +211,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	e := &env{t: t, ns: ns.Name, store: store, db: direct, logs: &syncBuffer{}, opts: controller.Options{
+	e := &env{t: t, ns: ns.Name, store: store, db: direct, logs: &testenv.Output{}, opts: controller.Options{
 		InstanceID: "test", BcryptCost: 4, PasswordPolicy: password.Policy{MinLength: 12},
 		Languages: []string{"en", "uk", "pl", "fr"}, TOTPIssuer: "PUQcloud", ResyncPeriod: time.Hour, MaxConcurrentReconciles: 2,
 		MaxConcurrentHashes: 1,

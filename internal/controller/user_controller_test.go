@@ -34,6 +34,7 @@ import (
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
 	"github.com/puqcloud/puq-user-operator/internal/testdb"
+	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
 func newUUID() string { return uuid.NewString() }
@@ -543,15 +544,15 @@ func codeNotAccepted(t *testing.T, seed string, at time.Time) string {
 
 func TestDeletionPolicies(t *testing.T) {
 	e := newEnv(t)
-	make := func(name string, policy v1.UserDeletionPolicy) (*v1.User, string) {
+	readyWith := func(name string, policy v1.UserDeletionPolicy) (*v1.User, string) {
 		e.secret(name+"-password", map[string]string{"password": testPassword})
 		u := e.newUser(name, name+"@example.com", func(u *v1.User) { u.Spec.DeletionPolicy = policy })
 		e.create(u)
 		return u, e.waitUser(u, v1.ReasonReconciled).Status.UUID
 	}
-	del, delID := make("del", v1.UserDeletionDelete)
-	keep, keepID := make("keep", v1.UserDeletionRetain)
-	off, offID := make("off", v1.UserDeletionDisable)
+	del, delID := readyWith("del", v1.UserDeletionDelete)
+	keep, keepID := readyWith("keep", v1.UserDeletionRetain)
+	off, offID := readyWith("off", v1.UserDeletionDisable)
 	for _, u := range []*v1.User{del, keep, off} {
 		if err := k8s.Delete(e.ctx(), u); err != nil {
 			t.Fatal(err)
@@ -837,7 +838,7 @@ func captureStderr(t *testing.T) func() string {
 	if err := unix.Dup2(int(w.Fd()), 2); err != nil {
 		t.Fatal(err)
 	}
-	buf := &syncBuffer{}
+	buf := &testenv.Output{}
 	copied := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(buf, r)

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -85,30 +84,12 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer collects a manager's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // manager is one manager process.
 type manager struct {
 	t       *testing.T
 	name    string
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testenv.Output
 	metrics string // http://127.0.0.1:port/metrics
 	probe   string // http://127.0.0.1:port
 	done    chan struct{}
@@ -155,7 +136,7 @@ func launch(t *testing.T, name string, viaEnv bool, args, env []string) (*manage
 		args = append([]string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
 			"--health-probe-bind-address=" + probeAddr}, args...)
 	}
-	m := &manager{t: t, name: name, out: &syncBuffer{}, metrics: "http://" + metricsAddr + "/metrics",
+	m := &manager{t: t, name: name, out: &testenv.Output{}, metrics: "http://" + metricsAddr + "/metrics",
 		probe: "http://" + probeAddr, done: make(chan struct{})}
 	m.cmd = exec.Command(managerBin, args...)
 	m.cmd.Env = env
@@ -291,7 +272,7 @@ func runToExit(t *testing.T, args, env []string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(managerBin, args...)
 	cmd.Env = append(baseEnv(t), env...)
-	var out syncBuffer
+	var out testenv.Output
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
