@@ -392,7 +392,8 @@ func (q *queued) count(name string) int {
 
 // startSecretWatch runs a Secret watch for one namespace until the test ends, counting what it
 // queues and keeping its log.
-func startSecretWatch(t *testing.T, mc metadata.Interface, users cache.Cache, ns string) (*controller.SecretWatch, *queued, *testenv.Output) {
+func startSecretWatch(t *testing.T, mc metadata.Interface, users cache.Cache, ns string) (
+	*controller.SecretWatch, *queued, *testenv.Output) {
 	t.Helper()
 	logs := &testenv.Output{}
 	ctx, cancel := context.WithCancel(logf.IntoContext(context.Background(), zap.New(zap.WriteTo(logs), zap.UseDevMode(true))))
