@@ -7,6 +7,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/controller"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/password"
 )
 
 // adoptIfExists asks to take over a panel user that already has the email: even so, a panel user
@@ -105,5 +108,40 @@ func TestInstanceIDsKeepTwoOperatorsOffEachOthersUsers(t *testing.T) {
 		if bd, err := blue.store.GetBinding(blue.ctx(), id); err != nil || bd.InstanceID != instance {
 			t.Errorf("binding of panel user %s = %+v, %v; want instance %s", id, bd, err, instance)
 		}
+	}
+}
+
+// A User whose status names a panel user that no binding gives it (a status restored or copied
+// from elsewhere) releases nothing when it is deleted: the binding table, not status, says what
+// the operator made. The panel user made in the panel UI keeps every row.
+func TestDeletingAUserReleasesNothingItsBindingDoesNotName(t *testing.T) {
+	e := newEnv(t)
+	e.shutdown()
+	hash, err := password.Hash("panel-made-Password-1", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, err := e.store.CreateUser(e.ctx(), panel.DesiredUser{Email: "victim@example.com", FirstName: "Made", LastName: "InPanel"}, hash, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) { u.Finalizers = []string{controller.UserFinalizer} })
+	e.create(u)
+	u.Status.UUID = made.UUID
+	if err := k8s.Status().Update(e.ctx(), u); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(e.ctx(), u); err != nil {
+		t.Fatal(err)
+	}
+	sums, writes := e.tableChecksums(), e.writeStatements()
+	e.start()
+	e.waitGone(u)
+	if n := e.writeStatements() - writes; n != 0 {
+		t.Errorf("%d INSERT/UPDATE/DELETE statements when a User named an unbound panel user in status, want 0", n)
+	}
+	if e.tableChecksums() != sums || e.count("SELECT COUNT(*) FROM users WHERE uuid = ?", made.UUID) != 1 {
+		t.Error("deleting a User released a panel user its binding does not name")
 	}
 }

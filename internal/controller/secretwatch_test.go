@@ -189,8 +189,10 @@ func TestSecretWatchRelistsAfterItsVersionExpiresAndDeliversTheRotation(t *testi
 	if n := cw.expired.Load(); n < 1 {
 		t.Errorf("the watch never got a 410 from the API server; the test proves nothing")
 	}
-	if n := cw.lists.Load() - lists; n != 1 {
-		t.Errorf("%d lists after the 410, want 1", n)
+	// One relist per 410: with etcd compacting every second, a relist whose version is compacted
+	// before its watch opens gets a 410 of its own, and rightly lists again.
+	if n, gone := cw.lists.Load()-lists, cw.expired.Load(); n < 1 || n > gone {
+		t.Errorf("%d lists after %d answers of 410 Gone, want one list per 410", n, gone)
 	}
 	if w.Remembered() != 1 {
 		t.Errorf("the watch remembers %d Secrets, want 1 (jane's)", w.Remembered())
@@ -400,7 +402,11 @@ func startSecretWatch(t *testing.T, mc metadata.Interface, users cache.Cache, ns
 	w := controller.NewSecretWatch(mc, users, []string{ns})
 	q := &queued{n: map[string]int{}}
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Start(ctx) })
+	wg.Go(func() {
+		if err := w.Start(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("the Secret watch stopped: %v", err)
+		}
+	})
 	wg.Go(func() {
 		for {
 			select {

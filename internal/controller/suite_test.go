@@ -188,9 +188,7 @@ func newEnv(t *testing.T, options ...envOption) *env {
 	if _, err := p.Root.Exec("SET GLOBAL userstat = ON"); err != nil {
 		t.Fatal(err)
 	}
-	e := startEnv(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root, options...)
-	e.schema = p.Name
-	return e
+	return startEnv(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root, options...)
 }
 
 // newSQLiteEnv starts a manager against a fresh embedded SQLite panel database.
@@ -218,6 +216,8 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 	}}
 	if e.db == nil {
 		e.db = store.DB()
+	} else if err := e.db.QueryRow("SELECT DATABASE()").Scan(&e.schema); err != nil {
+		t.Fatal(err)
 	}
 	e.opts.Namespaces = []string{ns.Name}
 	for _, o := range options {
@@ -572,9 +572,13 @@ func apiRequests(t *testing.T) map[string]float64 {
 // apiWriteMethods are the HTTP methods that change something on the API server.
 var apiWriteMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
 
-// dbWriteCounters are MariaDB's counters of data-changing statements, as the bench reads them.
-var dbWriteCounters = []string{"Com_insert", "Com_insert_select", "Com_update", "Com_update_multi", "Com_delete",
+// dbDataCounters are MariaDB's counters of data-changing statements, as the bench reads them.
+var dbDataCounters = []string{"Com_insert", "Com_insert_select", "Com_update", "Com_update_multi", "Com_delete",
 	"Com_delete_multi", "Com_replace", "Com_replace_select"}
+
+// dbWriteCounters are those and the transaction counters: a no-op must not even take a locking
+// transaction that ends up writing nothing.
+var dbWriteCounters = append(slices.Clone(dbDataCounters), "Com_begin", "Com_commit", "Com_rollback")
 
 // dbStatements reads MariaDB's data-changing statement counters. They count the whole server:
 // the tests of this package run one at a time, so its only writer is the current test's manager
@@ -584,7 +588,7 @@ func (e *env) dbStatements() map[string]int64 {
 	if e.schema == "" {
 		e.t.Fatal("dbStatements needs a MariaDB panel database (newEnv)")
 	}
-	rows, err := e.db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN (?, ?, ?, ?, ?, ?, ?, ?)",
+	rows, err := e.db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN (?"+strings.Repeat(", ?", len(dbWriteCounters)-1)+")",
 		toAny(dbWriteCounters)...)
 	if err != nil {
 		e.t.Fatal(err)

@@ -637,14 +637,17 @@ func (r *UserReconciler) releasePanelUser(ctx context.Context, user *v1.User) (*
 	if id == "" {
 		return nil, nil
 	}
-	// A panel user bound to another resource or operator instance is not this one's to delete,
-	// disable or unbind (a status copied from elsewhere, or an operator restarted under another
-	// --instance-id): only the finalizer goes.
+	// The binding table, not status, says what this User owns. A panel user with no binding (a
+	// status restored or copied from elsewhere; or one already deleted) or bound to another
+	// resource or operator instance (one restarted under another --instance-id) is not this
+	// User's to delete, disable or unbind: only the finalizer goes.
 	b, err := r.Store.GetBinding(ctx, id)
 	if err != nil && !errors.Is(err, panel.ErrNotFound) {
 		return databaseOutcome(err), storeErr(err)
 	}
-	if err == nil && !b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+	if err != nil || !b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "LeftAlone", "Release",
+			"The panel user named in status is not bound to this User; it was left as it is")
 		return nil, nil
 	}
 	log := logf.FromContext(ctx)

@@ -617,7 +617,9 @@ func TestDatabaseOutageRetriesAndLosesNothing(t *testing.T) {
 	e := newEnv(t)
 	u, id := e.readyUser("jane")
 	unavailableBefore := metricValue(t, "puq_user_operator_panel_db_operation_errors_total", map[string]string{"outcome": "unavailable"})
-	mariadb.Stop()
+	if err := mariadb.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	restarted := false
 	defer func() {
 		if !restarted {

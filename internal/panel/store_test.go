@@ -906,7 +906,9 @@ func TestStoreReportsAnOutageAsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mariadb.Stop()
+	if err := mariadb.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	_, err = s.GetUser(ctx, u.UUID)
 	if startErr := mariadb.Start(); startErr != nil {
 		t.Fatalf("restart mariadb: %v", startErr)

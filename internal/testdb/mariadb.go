@@ -115,8 +115,14 @@ func StartMariaDB() (*MariaDB, error) {
 	}
 	m := &MariaDB{dir: dir, serverPath: server, server: server + " (" + version + ")", socket: filepath.Join(dir, "mysqld.sock"),
 		passwordFile: filepath.Join(dir, "password")}
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"), "--auth-root-authentication-method=socket",
-		"--skip-test-db"}
+	// A private tmpdir: servers and installs of test binaries running at once must not share the
+	// temporary tables' files in /tmp (their names can collide, and an install then fails).
+	if err := os.Mkdir(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	args := []string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"), "--tmpdir=" + filepath.Join(dir, "tmp"),
+		"--auth-root-authentication-method=socket", "--skip-test-db"}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
@@ -249,7 +255,8 @@ func (m *MariaDB) Start() error {
 	}
 	defer func() { _ = unixSocket.Close() }()
 
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(m.dir, "data"), "--socket=" + m.socket,
+	args := []string{"--no-defaults", "--datadir=" + filepath.Join(m.dir, "data"), "--tmpdir=" + filepath.Join(m.dir, "tmp"),
+		"--socket=" + m.socket,
 		"--port=" + fmt.Sprint(m.port), "--bind-address=127.0.0.1", "--pid-file=" + filepath.Join(m.dir, "mysqld.pid"),
 		"--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", "--skip-log-bin",
 		"--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2", "--performance-schema=OFF",
@@ -313,9 +320,9 @@ func withoutActivation(env []string) []string {
 
 // Stop stops mariadbd, keeping its data and its port, to test an outage: connections are
 // refused until Start brings it back.
-func (m *MariaDB) Stop() {
+func (m *MariaDB) Stop() error {
 	if m.cmd == nil || m.cmd.Process == nil {
-		return
+		return nil
 	}
 	// SIGTERM is mariadbd's normal shutdown (it ignores SIGINT, which cost every Stop 30 s).
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
@@ -326,12 +333,17 @@ func (m *MariaDB) Stop() {
 		<-m.exited
 	}
 	m.cmd = nil
-	_ = unlisten(m.tcp)
+	// Still listening, the port would take connections that hang instead of being refused: the
+	// outage a test asked for would not be one.
+	if err := unlisten(m.tcp); err != nil {
+		return fmt.Errorf("mariadbd stopped, but its port still listens: %w", err)
+	}
+	return nil
 }
 
 // Close stops mariadbd, gives its port back and removes its data directory.
 func (m *MariaDB) Close() {
-	m.Stop()
+	_ = m.Stop() // the port is closed next, whatever Stop says
 	if m.tcp != nil {
 		_ = m.tcp.Close()
 	}

@@ -39,7 +39,9 @@ func TestStoppedServerKeepsItsPortAndComesBackOnIt(t *testing.T) {
 		t.Fatalf("marker = %d before the stop", got)
 	}
 
-	m.Stop()
+	if err := m.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", m.port)
 	if c, err := net.DialTimeout("tcp", addr, 2*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		if c != nil {
