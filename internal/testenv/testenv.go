@@ -79,17 +79,25 @@ func controlPlaneVersion() (string, error) {
 }
 
 // New returns an environment with the project's CRDs, on the binaries from AssetsDir.
+//
+// Its kube-apiserver enforces OwnerReferencesPermissionEnforcement on top of the admission
+// plugins enabled by default, as many production clusters do (OpenShift among them): an owner
+// reference with blockOwnerDeletion needs the update verb on the owner's finalizers subresource,
+// so a role.yaml without it fails the test that creates such a reference.
 func New() (*envtest.Environment, error) {
 	dir, err := AssetsDir()
 	if err != nil {
 		return nil, err
 	}
-	return &envtest.Environment{
+	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: dir,
 		Scheme:                Scheme(),
-	}, nil
+	}
+	// Append keeps the flags envtest sets itself (it disables the ServiceAccount plugin).
+	env.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
+	return env, nil
 }
 
 // Main is a TestMain for packages that need only the control plane: it starts kube-apiserver and
