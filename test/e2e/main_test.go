@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,7 +150,15 @@ func operatorIdentity(t *testing.T, name string, namespaces ...string) (kubeconf
 func startManager(t *testing.T, name string, viaEnv bool, args, env []string) *manager {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		m, taken := launch(t, name, viaEnv, args, env)
+		var ports [2]int
+		for i := range ports {
+			p, err := testdb.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports[i] = p
+		}
+		m, taken := launch(t, name, viaEnv, args, env, ports)
 		if m != nil {
 			return m
 		}
@@ -159,16 +168,13 @@ func startManager(t *testing.T, name string, viaEnv bool, args, env []string) *m
 	}
 }
 
-func launch(t *testing.T, name string, viaEnv bool, args, env []string) (*manager, bool) {
+// launch starts the binary with its metrics on ports[0] and its probes on ports[1] and waits
+// until it serves its metrics. It trusts those ports only once the listeners on them are the
+// process's own sockets: another process may have taken a port since it was chosen, and a
+// request to it would read that process's answers. It returns nil and true when the binary
+// could not bind a port.
+func launch(t *testing.T, name string, viaEnv bool, args, env []string, ports [2]int) (*manager, bool) {
 	t.Helper()
-	ports := make([]int, 2)
-	for i := range ports {
-		p, err := testdb.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
 	metricsAddr, probeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	env = append(baseEnv(t), env...)
 	if viaEnv {
@@ -195,6 +201,7 @@ func launch(t *testing.T, name string, viaEnv bool, args, env []string) (*manage
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
+	owned := false
 	for time.Now().Before(deadline) {
 		select {
 		case <-m.done:
@@ -205,9 +212,17 @@ func launch(t *testing.T, name string, viaEnv bool, args, env []string) (*manage
 			t.Fatalf("manager %s exited during start:\n%s", name, tail(out, 40))
 		default:
 		}
-		if resp, err := http.Get(m.metrics); err == nil {
-			_ = resp.Body.Close()
-			return m, false
+		if !owned {
+			var err error
+			if owned, err = listensOn(m.cmd.Process.Pid, ports[:]...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if owned {
+			if resp, err := http.Get(m.metrics); err == nil {
+				_ = resp.Body.Close()
+				return m, false
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -389,6 +404,51 @@ func redact(s string) string {
 		s = strings.ReplaceAll(s, v, redacted)
 	}
 	return s
+}
+
+// listensOn reports whether process pid holds the listening TCP socket on every one of ports:
+// /proc/net/tcp{,6} name each listener's socket inode, and /proc/<pid>/fd links to the sockets
+// the process holds as socket:[inode].
+func listensOn(pid int, ports ...int) (bool, error) {
+	want := map[int]bool{}
+	for _, p := range ports {
+		want[p] = true
+	}
+	listeners := map[string]int{} // socket:[inode] -> port
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		raw, err := os.ReadFile(table)
+		if err != nil {
+			return false, fmt.Errorf("cannot read %s to tell which process listens on a port: %w", table, err)
+		}
+		for _, line := range strings.Split(string(raw), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: TCP_LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			port, err := strconv.ParseInt(hexPort, 16, 32)
+			if err != nil {
+				return false, fmt.Errorf("%s: local address %q: %w", table, f[1], err)
+			}
+			if want[int(port)] {
+				listeners["socket:["+f[9]+"]"] = int(port)
+			}
+		}
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("cannot read %s: %w", dir, err)
+	}
+	held := map[int]bool{}
+	for _, fd := range fds {
+		if link, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil {
+			if port, ok := listeners[link]; ok {
+				held[port] = true
+			}
+		}
+	}
+	return len(held) == len(want), nil
 }
 
 // eventually polls cond every 100 ms until it holds, failing with what() after timeout.
