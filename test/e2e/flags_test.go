@@ -4,31 +4,25 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/testdb"
-	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
 // A manager given nothing on its command line, only PUQ_ variables and PANEL_DB_PASSWORD, runs
 // with them; with PUQ_NAMESPACE it reconciles the Users of those namespaces and never looks at
-// another: it runs as an identity that holds the shipped ClusterRole (config/rbac/role.yaml) only
-// through RoleBindings in its namespaces, so any read outside them would be refused and would keep
-// it from starting; and a User created in another namespace before the watched ones stays untouched
-// once the manager has nothing left to do.
+// another: it runs as the operator's ServiceAccount holding the shipped ClusterRole
+// (config/rbac/role.yaml) only through RoleBindings in its namespaces, so any read outside them
+// would be refused and would keep it from starting; and a User created in another namespace
+// before the watched ones stays untouched once the manager has nothing left to do.
 func TestManagerConfiguredByEnvironmentAloneReconcilesOnlyItsNamespaces(t *testing.T) {
 	a, b, other := namespace(t, "e2e-a"), namespace(t, "e2e-b"), namespace(t, "e2e-other")
-	kc := namespacedIdentity(t, "e2e-namespaced-operator", a, b)
+	kc, _ := operatorIdentity(t, "e2e-namespaced-operator", a, b)
 	p := newPanel(t)
 	pw := readPassword(t, p)
 
@@ -73,6 +67,7 @@ func TestPanelPasswordComesFromTheFileOrTheEnvironmentNeverTheDSN(t *testing.T) 
 	p := newPanel(t)
 	pw := readPassword(t, p)
 	const wrong = "not-the-password-7f3a"
+	keepSecret(wrong)
 
 	t.Run("the file wins over PANEL_DB_PASSWORD", func(t *testing.T) {
 		m := startManager(t, "password-file", false, []string{"--kubeconfig=" + kubeconfig, "--panel-dsn=" + p.DSN,
@@ -87,25 +82,29 @@ func TestPanelPasswordComesFromTheFileOrTheEnvironmentNeverTheDSN(t *testing.T) 
 	t.Run("a wrong password keeps the manager from starting", func(t *testing.T) {
 		code, out := runToExit(t, []string{"--kubeconfig=" + kubeconfig, "--panel-dsn=" + p.DSN,
 			"--health-probe-bind-address=0"}, []string{"PANEL_DB_PASSWORD=" + wrong})
-		if code != 1 || !strings.Contains(out, "cannot open the panel database") || !strings.Contains(out, "Access denied") {
-			t.Errorf("exit code %d, output:\n%s", code, tail(out, 10))
-		}
 		if strings.Contains(out, wrong) {
 			t.Error("the output repeats the password")
 		}
+		if code != 1 || !strings.Contains(out, "cannot open the panel database") || !strings.Contains(out, "Access denied") {
+			t.Errorf("exit code %d, output:\n%s", code, tail(out, 10))
+		}
 	})
 	t.Run("a password in the DSN is refused", func(t *testing.T) {
-		dsn := strings.Replace(p.DSN, "mysql://puq@", "mysql://puq:"+pw+"@", 1)
+		// An obviously fake password: the refusal needs none that works, and whatever is given
+		// on a command line is visible to every user of the machine (ps).
+		const inDSN = "fake-dsn-password-0b5e"
+		keepSecret(inDSN)
+		dsn := strings.Replace(p.DSN, "mysql://puq@", "mysql://puq:"+inDSN+"@", 1)
 		if dsn == p.DSN {
 			t.Fatalf("cannot put a password into %s", p.DSN)
 		}
 		code, out := runToExit(t, []string{"--kubeconfig=" + kubeconfig, "--panel-dsn=" + dsn,
 			"--health-probe-bind-address=0"}, nil)
+		if strings.Contains(out, inDSN) {
+			t.Error("the output repeats the password")
+		}
 		if code != 1 || !strings.Contains(out, "must not hold a password") {
 			t.Errorf("exit code %d, output:\n%s", code, tail(out, 10))
-		}
-		if strings.Contains(out, pw) {
-			t.Error("the output repeats the password")
 		}
 	})
 }
@@ -133,16 +132,20 @@ func newPanel(t *testing.T) *testdb.Panel {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Root.Close() })
+	readPassword(t, p) // keeps it out of what the test prints
 	return p
 }
 
+// readPassword is the panel database's password, kept out of anything the test prints.
 func readPassword(t *testing.T, p *testdb.Panel) string {
 	t.Helper()
 	raw, err := os.ReadFile(p.PasswordFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(raw))
+	pw := strings.TrimSpace(string(raw))
+	keepSecret(pw)
+	return pw
 }
 
 func count(t *testing.T, p *testdb.Panel, query string, args ...any) int {
@@ -152,59 +155,4 @@ func count(t *testing.T, p *testdb.Panel, query string, args ...any) int {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
-}
-
-// namespacedIdentity provisions a user of the API server that holds the shipped ClusterRole,
-// read from config/rbac/role.yaml, through RoleBindings in the given namespaces only, and returns
-// the path of its kubeconfig.
-func namespacedIdentity(t *testing.T, name string, namespaces ...string) string {
-	t.Helper()
-	ctx := context.Background()
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var role rbacv1.ClusterRole
-	if err := yaml.Unmarshal(raw, &role); err != nil {
-		t.Fatalf("config/rbac/role.yaml: %v", err)
-	}
-	role.ObjectMeta = metav1.ObjectMeta{Name: name}
-	if err := k8s.Create(ctx, &role); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), &role) })
-	for _, ns := range namespaces {
-		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: name}}}
-		if err := k8s.Create(ctx, rb); err != nil {
-			t.Fatal(err)
-		}
-	}
-	user, err := env.AddUser(envtest.User{Name: name}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The authorizer learns of new bindings from a watch: wait until it grants them, so that the
-	// manager is never refused for that reason.
-	c, err := client.New(user.Config(), client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range namespaces {
-		var lastErr error
-		eventually(t, 30*time.Second, func() bool {
-			lastErr = c.List(ctx, &v1.UserList{}, client.InNamespace(ns))
-			return lastErr == nil
-		}, func() string { return "the RoleBinding in " + ns + " is not in force: " + lastErr.Error() })
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -16,13 +16,16 @@ const leaseName = "puq-user-operator.panel.puqcloud.com"
 
 // Two replicas against one API server and one panel database: only the leader reconciles and
 // runs the periodic resync, the other counts nothing; when the leader dies without releasing its
-// lease (SIGKILL), the other takes over, reconciles and resyncs, and the Users stay Ready.
+// lease (SIGKILL), the other takes over, reconciles and resyncs, and the Users stay Ready. The
+// replicas run as the operator's ServiceAccount with the shipped ClusterRole in the watched
+// namespace and the leader election Role in their own, where the Lease lives, as deployed.
 func TestOnlyTheLeaderReconcilesAndResyncsAndTheOtherTakesOverWhenItDies(t *testing.T) {
 	ns := namespace(t, "e2e-leader")
+	kc, leaseNS := operatorIdentity(t, "e2e-leader-operator", ns)
 	p := newPanel(t)
-	args := []string{"--kubeconfig=" + kubeconfig, "--panel-dsn=" + p.DSN, "--panel-password-file=" + p.PasswordFile,
+	args := []string{"--kubeconfig=" + kc, "--panel-dsn=" + p.DSN, "--panel-password-file=" + p.PasswordFile,
 		"--namespace=" + ns, "--instance-id=e2e-leader", "--bcrypt-cost=4", "--resync-period=1s",
-		"--leader-elect", "--leader-election-namespace=" + ns, "--leader-election-lease-duration=6s",
+		"--leader-elect", "--leader-election-namespace=" + leaseNS, "--leader-election-lease-duration=6s",
 		"--leader-election-renew-deadline=5s", "--leader-election-retry-period=500ms"}
 	replicas := []*manager{startManager(t, "replica-1", false, args, nil), startManager(t, "replica-2", false, args, nil)}
 

@@ -1,6 +1,11 @@
 // Package e2e drives the real manager binary, built from ./cmd, against a real kube-apiserver and
 // a real MariaDB: its flags and environment, its namespaces, and leader election between replicas.
 // It reads what the binary does from its logs, its /metrics and the objects and rows it writes.
+//
+// Every manager runs as the operator's ServiceAccount with a token of its own, granted only what
+// config/rbac deploys, read from disk: the ClusterRole of role.yaml (across the cluster, or in the
+// watched namespaces for --namespace) and the Role of leader_election_role.yaml in the namespace
+// of its Lease. A rule missing there makes the manager's requests refused, and a test fails.
 package e2e
 
 import (
@@ -12,7 +17,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,8 +42,11 @@ import (
 
 var (
 	env        *envtest.Environment
-	k8s        client.Client
-	kubeconfig string // a system:masters kubeconfig
+	restConfig *rest.Config  // system:masters
+	k8s        client.Client // system:masters: what the tests themselves read and write with
+	// kubeconfig is the manager's ServiceAccount (testenv.Manager), holding the shipped ClusterRole
+	// across the cluster and the leader election Role in its own namespace.
+	kubeconfig string
 	mariadb    *testdb.MariaDB
 	managerBin string
 )
@@ -62,18 +73,17 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "cannot start the test control plane:", err)
 		return 1
 	}
-	if _, err := env.Start(); err != nil {
+	if restConfig, err = env.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start kube-apiserver and etcd:", err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	var cfg *rest.Config
-	if kubeconfig, cfg, err = testenv.AdminKubeconfig(env, dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	if k8s, err = client.New(restConfig, client.Options{Scheme: env.Scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
 		return 1
 	}
-	if k8s, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {
-		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
+	if kubeconfig, err = deployIdentity(context.Background(), testenv.Manager, "e2e-manager", dir); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot set up the manager's identity:", err)
 		return 1
 	}
 	if mariadb, err = testdb.StartMariaDB(); err != nil {
@@ -101,13 +111,54 @@ func baseEnv(t *testing.T) []string {
 	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 }
 
+// deployIdentity gives the ServiceAccount sa what config/rbac deploys for it, as read from disk,
+// under name: the ClusterRole of role.yaml across the cluster, or through RoleBindings in the
+// given namespaces only, and the Role of leader_election_role.yaml in sa's own namespace, where
+// its Lease lives. It returns the path of a kubeconfig, in dir, holding a token of sa.
+func deployIdentity(ctx context.Context, sa testenv.ServiceAccount, name, dir string, namespaces ...string) (string, error) {
+	path := filepath.Join(dir, "kubeconfig-"+name)
+	token, err := sa.Kubeconfig(ctx, k8s, restConfig, path)
+	if err != nil {
+		return "", err
+	}
+	keepSecret(token)
+	if err := testenv.BindManagerRole(ctx, k8s, name, sa, namespaces...); err != nil {
+		return "", err
+	}
+	if err := testenv.BindLeaderElectionRole(ctx, k8s, sa.Namespace, name, sa); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// operatorIdentity deploys the operator's ServiceAccount into a namespace of its own, as
+// config/default does, holding the shipped ClusterRole in the given namespaces only, and returns
+// the path of its kubeconfig and that namespace, where its leader election Lease may live.
+func operatorIdentity(t *testing.T, name string, namespaces ...string) (kubeconfig, leaseNamespace string) {
+	t.Helper()
+	sa := testenv.ServiceAccount{Namespace: namespace(t, name), Name: testenv.Manager.Name}
+	kc, err := deployIdentity(context.Background(), sa, sa.Namespace, t.TempDir(), namespaces...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc, sa.Namespace
+}
+
 // startManager starts the binary with args and env plus loopback metrics and probe addresses
 // (given as PUQ_ variables when viaEnv), and waits until it serves its metrics. A port taken
 // between choosing it and the binary binding it is chosen again.
 func startManager(t *testing.T, name string, viaEnv bool, args, env []string) *manager {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		m, taken := launch(t, name, viaEnv, args, env)
+		var ports [2]int
+		for i := range ports {
+			p, err := testdb.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports[i] = p
+		}
+		m, taken := launch(t, name, viaEnv, args, env, ports)
 		if m != nil {
 			return m
 		}
@@ -117,16 +168,13 @@ func startManager(t *testing.T, name string, viaEnv bool, args, env []string) *m
 	}
 }
 
-func launch(t *testing.T, name string, viaEnv bool, args, env []string) (*manager, bool) {
+// launch starts the binary with its metrics on ports[0] and its probes on ports[1] and waits
+// until it serves its metrics. It trusts those ports only once the listeners on them are the
+// process's own sockets: another process may have taken a port since it was chosen, and a
+// request to it would read that process's answers. It returns nil and true when the binary
+// could not bind a port.
+func launch(t *testing.T, name string, viaEnv bool, args, env []string, ports [2]int) (*manager, bool) {
 	t.Helper()
-	ports := make([]int, 2)
-	for i := range ports {
-		p, err := testdb.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
 	metricsAddr, probeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	env = append(baseEnv(t), env...)
 	if viaEnv {
@@ -147,11 +195,13 @@ func launch(t *testing.T, name string, viaEnv bool, args, env []string) (*manage
 	go func() { _ = m.cmd.Wait(); close(m.done) }()
 	t.Cleanup(func() {
 		m.stop()
+		checkOutput(t, m.name, m.out.String())
 		if t.Failed() {
 			t.Logf("manager %s output:\n%s", m.name, tail(m.out.String(), 60))
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
+	owned := false
 	for time.Now().Before(deadline) {
 		select {
 		case <-m.done:
@@ -162,9 +212,17 @@ func launch(t *testing.T, name string, viaEnv bool, args, env []string) (*manage
 			t.Fatalf("manager %s exited during start:\n%s", name, tail(out, 40))
 		default:
 		}
-		if resp, err := http.Get(m.metrics); err == nil {
-			_ = resp.Body.Close()
-			return m, false
+		if !owned {
+			var err error
+			if owned, err = listensOn(m.cmd.Process.Pid, ports[:]...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if owned {
+			if resp, err := http.Get(m.metrics); err == nil {
+				_ = resp.Body.Close()
+				return m, false
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -286,7 +344,111 @@ func runToExit(t *testing.T, args, env []string) (int, string) {
 		<-done
 		t.Fatalf("the manager did not exit within 60s:\n%s", tail(out.String(), 40))
 	}
+	checkOutput(t, "run to exit", out.String())
 	return cmd.ProcessState.ExitCode(), out.String()
+}
+
+// checkOutput fails the test when a manager's output holds a secret the tests handed it, or
+// tells of a request the API server refused: every manager runs with the shipped RBAC only, so a
+// refusal is a rule missing from config/rbac.
+func checkOutput(t *testing.T, name, out string) {
+	t.Helper()
+	if leaksSecret(out) {
+		t.Errorf("manager %s repeated a password or token the test handed it (printed as %s)", name, redacted)
+	}
+	if strings.Contains(out, "forbidden") {
+		t.Errorf("manager %s was refused a request by the API server: config/rbac lacks a rule:\n%s", name,
+			grep(out, "forbidden", 3))
+	}
+}
+
+// grep is the first n lines of out holding s, made fit to print.
+func grep(out, s string, n int) string {
+	var found []string
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(l, s) && len(found) < n {
+			found = append(found, l)
+		}
+	}
+	return tail(strings.Join(found, "\n"), n)
+}
+
+// secrets is every password and token the tests hand a manager or the panel. No test prints one:
+// tail replaces them all before anything reaches the test's output.
+var secrets = struct {
+	sync.Mutex
+	values []string
+}{values: []string{testPassword}}
+
+const redacted = "[REDACTED]"
+
+// keepSecret adds v to the values tail replaces.
+func keepSecret(v string) {
+	secrets.Lock()
+	defer secrets.Unlock()
+	if v != "" && !slices.Contains(secrets.values, v) {
+		secrets.values = append(secrets.values, v)
+	}
+}
+
+func leaksSecret(s string) bool {
+	secrets.Lock()
+	defer secrets.Unlock()
+	return slices.ContainsFunc(secrets.values, func(v string) bool { return strings.Contains(s, v) })
+}
+
+func redact(s string) string {
+	secrets.Lock()
+	defer secrets.Unlock()
+	for _, v := range secrets.values {
+		s = strings.ReplaceAll(s, v, redacted)
+	}
+	return s
+}
+
+// listensOn reports whether process pid holds the listening TCP socket on every one of ports:
+// /proc/net/tcp{,6} name each listener's socket inode, and /proc/<pid>/fd links to the sockets
+// the process holds as socket:[inode].
+func listensOn(pid int, ports ...int) (bool, error) {
+	want := map[int]bool{}
+	for _, p := range ports {
+		want[p] = true
+	}
+	listeners := map[string]int{} // socket:[inode] -> port
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		raw, err := os.ReadFile(table)
+		if err != nil {
+			return false, fmt.Errorf("cannot read %s to tell which process listens on a port: %w", table, err)
+		}
+		for _, line := range strings.Split(string(raw), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: TCP_LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			port, err := strconv.ParseInt(hexPort, 16, 32)
+			if err != nil {
+				return false, fmt.Errorf("%s: local address %q: %w", table, f[1], err)
+			}
+			if want[int(port)] {
+				listeners["socket:["+f[9]+"]"] = int(port)
+			}
+		}
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("cannot read %s: %w", dir, err)
+	}
+	held := map[int]bool{}
+	for _, fd := range fds {
+		if link, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil {
+			if port, ok := listeners[link]; ok {
+				held[port] = true
+			}
+		}
+	}
+	return len(held) == len(want), nil
 }
 
 // eventually polls cond every 100 ms until it holds, failing with what() after timeout.
@@ -301,9 +463,10 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool, what func
 	}
 }
 
-// tail is the last lines of a manager's output, each cut to 300 characters (stack traces).
+// tail is the last lines of a manager's output, each cut to 300 characters (stack traces), with
+// every secret the tests know replaced: what a test prints of an output goes through it.
 func tail(s string, lines int) string {
-	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	all := strings.Split(strings.TrimRight(redact(s), "\n"), "\n")
 	if len(all) > lines {
 		all = all[len(all)-lines:]
 	}
