@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,7 +27,6 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/controller"
@@ -88,72 +85,25 @@ func TestMain(m *testing.M) {
 	code = m.Run()
 }
 
-// The manager's identity in the tests, named as config/default deploys it: ServiceAccount
-// controller-manager with the puq-user-operator- prefix, in namespace puq-user-operator-system.
-const (
-	managerNamespace      = "puq-user-operator-system"
-	managerServiceAccount = "puq-user-operator-controller-manager"
-	managerTestRole       = "puq-user-operator-test-manager-role"
-)
+// managerTestRole names the ClusterRole of config/rbac/role.yaml as the tests create it.
+const managerTestRole = "puq-user-operator-test-manager-role"
 
-// managerIdentity creates the ClusterRole of config/rbac/role.yaml, as read from disk, under a
-// test name, binds it to the manager's ServiceAccount, and returns a config that impersonates
-// that ServiceAccount. A verb missing from role.yaml then fails the test that needs it, as it
-// would fail the deployed operator.
+// managerIdentity binds the ClusterRole of config/rbac/role.yaml, as read from disk, to the
+// manager's ServiceAccount and returns a config that impersonates that ServiceAccount. A verb
+// missing from role.yaml then fails the test that needs it, as it would fail the deployed
+// operator.
 func managerIdentity(ctx context.Context) (*rest.Config, error) {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
+	if err := testenv.BindManagerRole(ctx, k8s, managerTestRole, testenv.Manager); err != nil {
 		return nil, err
 	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.UnmarshalStrict(raw, role); err != nil {
-		return nil, fmt.Errorf("cannot decode config/rbac/role.yaml: %w", err)
-	}
-	if role.Kind != "ClusterRole" || len(role.Rules) == 0 {
-		return nil, fmt.Errorf("config/rbac/role.yaml holds a %s with %d rules, want the manager's ClusterRole", role.Kind, len(role.Rules))
-	}
-	role.ObjectMeta = metav1.ObjectMeta{Name: managerTestRole}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: managerTestRole},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: managerTestRole},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: managerServiceAccount, Namespace: managerNamespace}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := k8s.Create(ctx, obj); err != nil {
-			return nil, err
-		}
-	}
-	cfg := rest.CopyConfig(restConfig)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + managerNamespace + ":" + managerServiceAccount,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNamespace, "system:authenticated"},
-	}
+	cfg := testenv.Manager.Impersonate(restConfig)
 	u, err := url.Parse(cfg.Host)
 	if err != nil || u.Hostname() != "127.0.0.1" {
 		return nil, fmt.Errorf("the API server is at %q, not 127.0.0.1: the manager cannot reach it by another name", cfg.Host)
 	}
 	u.Host = net.JoinHostPort("localhost", u.Port()) // envtest's serving certificate names localhost too
 	cfg.Host, managerHost = u.String(), u.Host
-	// RBAC takes effect when the API server's informers see the binding: wait for it.
-	as, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: v1.GroupVersion.Group, Resource: "users", Verb: "list"}}}
-		if err := as.Create(ctx, review); err != nil {
-			return nil, fmt.Errorf("cannot review the manager's access: %w", err)
-		}
-		if review.Status.Allowed {
-			return cfg, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the manager's ServiceAccount still may not list Users after 30s: %s", review.Status.Reason)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return cfg, nil
 }
 
 // env is one test's world: its own namespace, panel database and manager watching that namespace.
