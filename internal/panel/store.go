@@ -16,12 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/go-sql-driver/mysql"
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
-	"golang.org/x/text/unicode/norm"
 	"modernc.org/sqlite"
 )
 
@@ -151,7 +147,7 @@ func openSQLite(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("%w: the sqlite DSN needs a path, e.g. sqlite:///var/lib/puq/panel.db", ErrInvalid)
 	}
 	registerCollation.Do(func() {
-		sqlite.MustRegisterCollationUtf8("unicode_ci", func(a, b string) int { return strings.Compare(Fold(a), Fold(b)) })
+		sqlite.MustRegisterCollationUtf8("unicode_ci", func(a, b string) int { return CompareFolded(Fold(a), Fold(b)) })
 	})
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
 	if err != nil {
@@ -283,20 +279,6 @@ func (s *Store) forUpdate() string {
 func (s *Store) timestamp() string {
 	return s.now().In(s.loc).Format(time.DateTime)
 }
-
-// Fold is the form in which the panel's utf8mb4_unicode_ci collation compares strings: case,
-// accents and trailing spaces do not matter. "José@X.io " and "jose@x.io" fold alike.
-func Fold(v string) string {
-	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
-	folded, _, err := transform.String(t, v)
-	if err != nil {
-		folded = v
-	}
-	return strings.ToLower(strings.TrimRight(folded, " "))
-}
-
-// NormalizeEmail is the key under which two emails collide in the panel: trimmed and folded.
-func NormalizeEmail(email string) string { return Fold(strings.TrimSpace(email)) }
 
 func nullable(v string) any {
 	if v == "" {
