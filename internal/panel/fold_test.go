@@ -248,3 +248,12 @@ func TestFoldOrdersLikeMariaDB(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFold measures the per-User cost of the email index key.
+func BenchmarkFold(b *testing.B) {
+	emails := []string{"jose.garcia@example.com", "Müßig@straße.de", "李雷@例子.中国", "ｆｕｌｌ＠ｗｉｄｔｈ.jp"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = panel.NormalizeEmail(emails[i%len(emails)])
+	}
+}
