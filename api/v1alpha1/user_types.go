@@ -111,8 +111,9 @@ const (
 
 // UserSpec is the desired state of a panel login.
 type UserSpec struct {
-	// email is the login email. It must be unique in the panel; comparison ignores case and accents,
-	// as the panel's database collation does.
+	// email is the login email. It must be unique in the panel, compared as the panel's database
+	// collation (utf8mb4_unicode_ci) compares: ignoring case, accents, width (fullwidth letters),
+	// ignorable characters and trailing spaces, with ß equal to ss.
 	// +required
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=255
