@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )
@@ -85,3 +87,30 @@ func (p *HashProbe) Max() int { return int(p.max.Load()) }
 
 // Calls is how many hashes started.
 func (p *HashProbe) Calls() int { return int(p.calls.Load()) }
+
+// WaitOn makes the watch wait for its reconnects on c; call it before Start.
+func (w *secretWatch) WaitOn(c clock.Clock) { w.clock = c }
+
+// FirstBackoff is how long the watch waits before its first reconnect after a failure; each
+// further failure multiplies it by SecretWatchBackoffFactor, up to SecretWatchBackoffCap, plus up
+// to SecretWatchJitter of it.
+var (
+	FirstBackoff             = secretWatchBackoff.Duration
+	SecretWatchBackoffFactor = secretWatchBackoff.Factor
+	SecretWatchBackoffCap    = secretWatchBackoff.Cap
+	SecretWatchJitter        = secretWatchBackoff.Jitter
+)
+
+// WrapSecretWatchClient makes the managers set up from now on run their Secret watch through
+// wrap, until restore.
+func WrapSecretWatchClient(wrap func(metadata.Interface) metadata.Interface) (restore func()) {
+	real := newMetadataClient
+	newMetadataClient = func(cfg *rest.Config) (metadata.Interface, error) {
+		c, err := real(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(c), nil
+	}
+	return func() { newMetadataClient = real }
+}

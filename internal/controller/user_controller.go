@@ -283,16 +283,21 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 }
 
 // cachedSecretVersion is the version (UID/resourceVersion) of the User's password Secret as the
-// Secret watch last saw it; "" when it does not know it.
+// Secret watch last saw it; "" when it does not know it, or when the watch is not following the
+// namespace right now (its versions may be stale: a rotation would go unseen).
 func (r *UserReconciler) cachedSecretVersion(user *v1.User) string {
+	if !r.secrets.Healthy(user.Namespace) {
+		return ""
+	}
 	return r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name})
 }
 
 // readSecret reads a Secret from the API server: from its watch cache, no older than what the
 // Secret watch has delivered, and from etcd when that read fails or finds nothing (so a cache
-// behind the watch never makes a Secret look missing).
+// behind the watch never makes a Secret look missing). While the Secret watch is not healthy it
+// reads from etcd (a quorum read) straight away.
 func (r *UserReconciler) readSecret(ctx context.Context, key types.NamespacedName, secret *corev1.Secret) error {
-	if rv := r.secrets.Through(key.Namespace); rv != "" {
+	if rv := r.secrets.Through(key.Namespace); rv != "" && r.secrets.Healthy(key.Namespace) {
 		if err := r.APIReader.Get(ctx, key, secret, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: rv}}); err == nil {
 			return nil
 		}
@@ -323,6 +328,9 @@ func (r *UserReconciler) hash(ctx context.Context, cleartext string) (string, er
 	hashDuration.Observe(time.Since(start).Seconds())
 	return h, err
 }
+
+// newMetadataClient makes the Secret watch's client; a variable so a test can make it fail.
+var newMetadataClient = metadata.NewForConfig
 
 // findPanelUser finds the panel user this resource manages: by status, by the binding table (a
 // resource restored into a new cluster), or by email (adoption). "" means none exists yet. The
@@ -734,7 +742,7 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if n := r.Options.MaxConcurrentHashes; n > 0 {
 		r.hashSlots = make(chan struct{}, n)
 	}
-	metaClient, err := metadata.NewForConfig(mgr.GetConfig())
+	metaClient, err := newMetadataClient(mgr.GetConfig())
 	if err != nil {
 		return err
 	}
