@@ -204,3 +204,27 @@ func TestRotationWhileTheSecretWatchFailsIsApplied(t *testing.T) {
 	}
 	e.wantLogsIn("jane with the rotated password", e.login("jane@example.com", rotated, ""))
 }
+
+// Switching spec.passwordSecretRef.key from password to passwordHash, on a Secret that holds
+// both from the start and does not change, puts the hash in the panel.
+func TestSwitchingTheSecretKeyToPasswordHashIsApplied(t *testing.T) {
+	e := newEnv(t)
+	const hashed = "hashed-Willow-drum-63"
+	h, err := password.Hash(hashed, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.secret("jane-password", map[string]string{v1.PasswordKeyCleartext: testPassword, v1.PasswordKeyHash: h})
+	u := e.newUser("jane", "jane@example.com")
+	e.create(u)
+	e.waitUser(u, v1.ReasonReconciled)
+	e.wantLogsIn("jane with the cleartext key", e.login("jane@example.com", testPassword, ""))
+
+	update(e, u, func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash })
+	e.waitUser(u, v1.ReasonReconciled)
+	e.wantLogsIn("jane after the switch to the passwordHash key", e.login("jane@example.com", hashed, ""))
+
+	update(e, u, func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyCleartext })
+	e.waitUser(u, v1.ReasonReconciled)
+	e.wantLogsIn("jane after switching back to the password key", e.login("jane@example.com", testPassword, ""))
+}

@@ -228,10 +228,7 @@ type passwordInput struct {
 // version differs from the one last applied, checks and hashes it.
 func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applied string) (passwordInput, *outcome, error) {
 	ref := user.Spec.PasswordSecretRef
-	key := ref.Key
-	if key == "" {
-		key = v1.PasswordKeyCleartext
-	}
+	key := passwordKey(user)
 	secretKey := types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}
 	if applied != "" && r.cachedSecretVersion(user) == applied {
 		return passwordInput{version: applied}, nil, nil
@@ -245,19 +242,20 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		}
 		return passwordInput{}, nil, fmt.Errorf("cannot read the password Secret: %w", err)
 	}
-	version := string(secret.UID) + "/" + secret.ResourceVersion
-	r.secrets.Saw(secretKey, version)
+	secretVersion := string(secret.UID) + "/" + secret.ResourceVersion
+	r.secrets.Saw(secretKey, secretVersion)
+	version := appliedVersion(secretVersion, key)
 	if version == applied {
 		return passwordInput{version: version}, nil, nil
 	}
-	value, ok := secret.Data[key]
-	if !ok || len(value) == 0 {
+	value := string(secret.Data[key])
+	if value == "" {
 		o := waiting(v1.ReasonSecretKeyMissing, "Secret %s/%s has no key %q; add it, or set spec.passwordSecretRef.key to %q or %q.",
 			user.Namespace, ref.Name, key, v1.PasswordKeyCleartext, v1.PasswordKeyHash)
 		return passwordInput{}, &o, nil
 	}
 	if key == v1.PasswordKeyHash {
-		h, err := password.PanelForm(strings.TrimSpace(string(value)))
+		h, err := password.PanelForm(strings.TrimSpace(value))
 		if err != nil {
 			o := waiting(v1.ReasonInvalidPasswordHash, "Key %q of Secret %s/%s is %v; the panel's password is unchanged.",
 				key, user.Namespace, ref.Name, err)
@@ -266,12 +264,12 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		return passwordInput{hash: h, version: version}, nil, nil
 	}
 	who := password.Person{Email: user.Spec.Email, FirstName: user.Spec.FirstName, LastName: user.Spec.LastName}
-	if err := r.Options.PasswordPolicy.Check(string(value), who); err != nil {
+	if err := r.Options.PasswordPolicy.Check(value, who); err != nil {
 		o := waiting(v1.ReasonWeakPassword, "The password in Secret %s/%s is refused: %v. Put a stronger one in the Secret; "+
 			"the panel's password is unchanged.", user.Namespace, ref.Name, err)
 		return passwordInput{}, &o, nil
 	}
-	h, err := r.hash(ctx, string(value))
+	h, err := r.hash(ctx, value)
 	if ctx.Err() != nil {
 		return passwordInput{}, nil, ctx.Err()
 	}
@@ -282,14 +280,34 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 	return passwordInput{hash: h, version: version}, nil, nil
 }
 
-// cachedSecretVersion is the version (UID/resourceVersion) of the User's password Secret as the
+// passwordKey is the Secret key the User's password is read from.
+func passwordKey(user *v1.User) string {
+	if k := user.Spec.PasswordSecretRef.Key; k != "" {
+		return k
+	}
+	return v1.PasswordKeyCleartext
+}
+
+// appliedVersion is what the binding row records as applied: the Secret's UID/resourceVersion,
+// followed by the key when it is not the default one, so that switching spec.passwordSecretRef.key
+// on an unchanged Secret is applied. Rows written before keep matching for the default key, so
+// an upgrade hashes nothing again; a User on key passwordHash is applied once more (no bcrypt).
+func appliedVersion(secretVersion, key string) string {
+	if secretVersion == "" || key == v1.PasswordKeyCleartext {
+		return secretVersion
+	}
+	return secretVersion + "/" + key
+}
+
+// cachedSecretVersion is the applied version (appliedVersion) of the User's password Secret as the
 // Secret watch last saw it; "" when it does not know it, or when the watch is not following the
 // namespace right now (its versions may be stale: a rotation would go unseen).
 func (r *UserReconciler) cachedSecretVersion(user *v1.User) string {
 	if !r.secrets.Healthy(user.Namespace) {
 		return ""
 	}
-	return r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name})
+	return appliedVersion(r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name}),
+		passwordKey(user))
 }
 
 // readSecret reads a Secret from the API server: from its watch cache, no older than what the
