@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -227,4 +228,18 @@ func TestSwitchingTheSecretKeyToPasswordHashIsApplied(t *testing.T) {
 	update(e, u, func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyCleartext })
 	e.waitUser(u, v1.ReasonReconciled)
 	e.wantLogsIn("jane after switching back to the password key", e.login("jane@example.com", testPassword, ""))
+}
+
+// A cleartext password saved with the file's line ending (kubectl create secret --from-file keeps
+// it) logs the person in with the password as typed, for "\n" and "\r\n" alike.
+func TestPasswordFromAFileWithALineEndingLogsInWithoutIt(t *testing.T) {
+	e := newEnv(t)
+	for i, ending := range []string{"\n", "\r\n"} {
+		name, email := fmt.Sprintf("file%d", i), fmt.Sprintf("file%d@example.com", i)
+		e.secret(name+"-password", map[string]string{"password": testPassword + ending})
+		u := e.newUser(name, email)
+		e.create(u)
+		e.waitUser(u, v1.ReasonReconciled)
+		e.wantLogsIn(fmt.Sprintf("the password typed without its %q", ending), e.login(email, testPassword, ""))
+	}
 }

@@ -248,7 +248,7 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 	if version == applied {
 		return passwordInput{version: version}, nil, nil
 	}
-	value := string(secret.Data[key])
+	value := trimLineEnding(string(secret.Data[key]))
 	if value == "" {
 		o := waiting(v1.ReasonSecretKeyMissing, "Secret %s/%s has no key %q; add it, or set spec.passwordSecretRef.key to %q or %q.",
 			user.Namespace, ref.Name, key, v1.PasswordKeyCleartext, v1.PasswordKeyHash)
@@ -297,6 +297,13 @@ func appliedVersion(secretVersion, key string) string {
 		return secretVersion
 	}
 	return secretVersion + "/" + key
+}
+
+// trimLineEnding drops the line endings at the end of a Secret value ("\n", "\r\n", as
+// `kubectl create secret --from-file` keeps them from the file), the same for both keys; any other
+// whitespace of a cleartext password is part of it.
+func trimLineEnding(value string) string {
+	return strings.TrimRight(value, "\r\n")
 }
 
 // cachedSecretVersion is the applied version (appliedVersion) of the User's password Secret as the
