@@ -3,6 +3,7 @@ package controller
 // Test hooks for the external controller_test package: compiled only into the test binary.
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
@@ -13,6 +14,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
 
 // SecretWatch is the Secret watch a manager runs inside the User controller, exposed so a test can
@@ -113,4 +116,12 @@ func WrapSecretWatchClient(wrap func(metadata.Interface) metadata.Interface) (re
 		return wrap(c), nil
 	}
 	return func() { newMetadataClient = real }
+}
+
+// FailUserExists makes the check that a bound panel user exists fail with err, until restore.
+// Set it only while no manager runs.
+func FailUserExists(err error) (restore func()) {
+	real := userExists
+	userExists = func(*panel.Store, context.Context, string) (bool, error) { return false, err }
+	return func() { userExists = real }
 }

@@ -14,9 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/controller"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
 )
 
@@ -241,5 +243,35 @@ func TestPasswordFromAFileWithALineEndingLogsInWithoutIt(t *testing.T) {
 		e.create(u)
 		e.waitUser(u, v1.ReasonReconciled)
 		e.wantLogsIn(fmt.Sprintf("the password typed without its %q", ending), e.login(email, testPassword, ""))
+	}
+}
+
+// When the check that the bound panel user exists fails, the User says DatabaseUnavailable and
+// nothing is created or adopted; once the check works, the same panel user is kept.
+func TestFailedBoundUserCheckIsDatabaseUnavailable(t *testing.T) {
+	e := newEnv(t)
+	u, id := e.readyUserWithPassword("jane", "jane@example.com", testPassword)
+	e.shutdown()
+	// A User whose status is gone (restored from a backup) is found through its binding.
+	got := &v1.User{}
+	if err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(u), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Status = v1.UserStatus{}
+	if err := k8s.Status().Update(e.ctx(), got); err != nil {
+		t.Fatal(err)
+	}
+	restore := controller.FailUserExists(fmt.Errorf("cannot check the panel user: %w", panel.ErrUnavailable))
+	e.start()
+	e.waitUser(u, v1.ReasonDatabaseUnavailable)
+	e.shutdown()
+	restore()
+	if n := e.count("SELECT COUNT(*) FROM users WHERE email = ?", "jane@example.com"); n != 1 {
+		t.Errorf("%d panel users with jane's email, want 1", n)
+	}
+
+	e.start()
+	if got := e.waitUser(u, v1.ReasonReconciled); got.Status.UUID != id {
+		t.Errorf("status.uuid = %q after the check worked again, want the bound user %q", got.Status.UUID, id)
 	}
 }

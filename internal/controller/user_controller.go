@@ -354,6 +354,9 @@ func (r *UserReconciler) hash(ctx context.Context, cleartext string) (string, er
 	return h, err
 }
 
+// userExists is Store.UserExists; a variable so a test can make it fail.
+var userExists = (*panel.Store).UserExists
+
 // newMetadataClient makes the Secret watch's client; a variable so a test can make it fail.
 var newMetadataClient = metadata.NewForConfig
 
@@ -375,7 +378,11 @@ func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (stri
 		}
 	}
 	if b, err := r.Store.FindBinding(ctx, r.Options.InstanceID, user.Namespace, user.Name); err == nil {
-		if exists, err := r.Store.UserExists(ctx, b.UserUUID); err == nil && exists {
+		exists, err := userExists(r.Store, ctx, b.UserUUID)
+		if err != nil {
+			return "", nil, nil, databaseOutcome(err), storeErr(err)
+		}
+		if exists {
 			return b.UserUUID, &b, nil, nil, nil
 		}
 	} else if !errors.Is(err, panel.ErrNotFound) {
