@@ -3,14 +3,19 @@ package controller
 // Test hooks for the external controller_test package: compiled only into the test binary.
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
 
 // SecretWatch is the Secret watch a manager runs inside the User controller, exposed so a test can
@@ -85,3 +90,38 @@ func (p *HashProbe) Max() int { return int(p.max.Load()) }
 
 // Calls is how many hashes started.
 func (p *HashProbe) Calls() int { return int(p.calls.Load()) }
+
+// WaitOn makes the watch wait for its reconnects on c; call it before Start.
+func (w *secretWatch) WaitOn(c clock.Clock) { w.clock = c }
+
+// FirstBackoff is how long the watch waits before its first reconnect after a failure; each
+// further failure multiplies it by SecretWatchBackoffFactor, up to SecretWatchBackoffCap, plus up
+// to SecretWatchJitter of it.
+var (
+	FirstBackoff             = secretWatchBackoff.Duration
+	SecretWatchBackoffFactor = secretWatchBackoff.Factor
+	SecretWatchBackoffCap    = secretWatchBackoff.Cap
+	SecretWatchJitter        = secretWatchBackoff.Jitter
+)
+
+// WrapSecretWatchClient makes the managers set up from now on run their Secret watch through
+// wrap, until restore.
+func WrapSecretWatchClient(wrap func(metadata.Interface) metadata.Interface) (restore func()) {
+	real := newMetadataClient
+	newMetadataClient = func(cfg *rest.Config) (metadata.Interface, error) {
+		c, err := real(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(c), nil
+	}
+	return func() { newMetadataClient = real }
+}
+
+// FailUserExists makes the check that a bound panel user exists fail with err, until restore.
+// Set it only while no manager runs.
+func FailUserExists(err error) (restore func()) {
+	real := userExists
+	userExists = func(*panel.Store, context.Context, string) (bool, error) { return false, err }
+	return func() { userExists = real }
+}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -10,8 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -21,6 +24,11 @@ import (
 
 // secretListPage is how many Secrets one list request returns.
 const secretListPage = 500
+
+// secretWatchBackoff spaces the watch's reconnects (lists and watches) after a failure or a watch
+// that ended without delivering anything, so a failing API server is not hammered: 1 s, doubling
+// up to a minute, with jitter; it starts again from 1 s once a watch delivers.
+var secretWatchBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: time.Minute}
 
 // secretWatch follows the Secrets that Users use (password Secrets, and the TOTP Secrets Users
 // own) and nothing else. An informer would cache the metadata of every Secret in the cluster and
@@ -38,6 +46,12 @@ type secretWatch struct {
 	// through is, per followed namespace ("" for all), the resourceVersion the watch has
 	// delivered everything up to.
 	through map[string]string
+	// healthy is, per followed namespace, whether a watch is open on a complete list: only then
+	// are the versions current. A failed list or watch clears it until a watch opens again.
+	healthy map[string]bool
+
+	backoff wait.Backoff
+	clock   clock.Clock
 }
 
 func newSecretWatch(c metadata.Interface, users client.Reader, namespaces []string) *secretWatch {
@@ -45,7 +59,25 @@ func newSecretWatch(c metadata.Interface, users client.Reader, namespaces []stri
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	return &secretWatch{client: c, users: users, namespaces: namespaces, queue: make(chan event.GenericEvent, secretListPage),
-		versions: map[types.NamespacedName]string{}, through: map[string]string{}}
+		versions: map[types.NamespacedName]string{}, through: map[string]string{}, healthy: map[string]bool{},
+		backoff: secretWatchBackoff, clock: clock.RealClock{}}
+}
+
+// Healthy reports whether the watch is following the namespace's Secrets right now (listed, and a
+// watch open). While it is not, its versions may be stale and readers must ask the API server.
+func (w *secretWatch) Healthy(namespace string) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if ok, known := w.healthy[namespace]; known {
+		return ok
+	}
+	return w.healthy[metav1.NamespaceAll]
+}
+
+func (w *secretWatch) setHealthy(ns string, ok bool) {
+	w.mu.Lock()
+	w.healthy[ns] = ok
+	w.mu.Unlock()
 }
 
 // Through is a resourceVersion that reads of Secrets in the namespace may ask for ("not older
@@ -99,26 +131,44 @@ func (w *secretWatch) Start(ctx context.Context) error {
 
 // follow lists a namespace's Secrets, then watches from the list's version; a watch that ends is
 // resumed from the last version seen, and one that is too old for the API server lists again.
+// Every reconnect after a failure, or after a watch that delivered nothing, waits the backoff
+// first; the backoff starts over once a watch delivers.
 func (w *secretWatch) follow(ctx context.Context, ns string) {
 	log := logf.FromContext(ctx).WithValues("namespace", ns)
-	backoff := time.Second
+	backoff := w.backoff
+	rv := "" // "" lists first
 	for ctx.Err() == nil {
-		rv, err := w.list(ctx, ns)
-		for err == nil && ctx.Err() == nil {
-			rv, err = w.watch(ctx, ns, rv)
-			backoff = time.Second
+		var err error
+		delivered := false
+		listed := rv == ""
+		if listed {
+			rv, err = w.list(ctx, ns)
+		} else {
+			rv, delivered, err = w.watch(ctx, ns, rv)
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-			log.Error(err, "Watching Secrets failed; listing them again", "after", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Minute)
+		if err != nil {
+			w.setHealthy(ns, false)
+		}
+		if delivered {
+			backoff = w.backoff
+		}
+		switch {
+		case err == nil && (listed || delivered):
+			continue // watch from the list's version, or resume a watch that was working, at once
+		case err == nil:
+		case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
+			rv = ""
+		default:
+			log.Error(err, "Watching Secrets failed; listing them again")
+			rv = ""
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.clock.After(backoff.Step()):
 		}
 	}
 }
@@ -150,32 +200,35 @@ func (w *secretWatch) list(ctx context.Context, ns string) (string, error) {
 	}
 }
 
-// watch follows changes from rv until the watch ends; it returns the last version seen.
-func (w *secretWatch) watch(ctx context.Context, ns, rv string) (string, error) {
+// watch follows changes from rv until the watch ends; it returns the last version seen and
+// whether the watch delivered anything.
+func (w *secretWatch) watch(ctx context.Context, ns, rv string) (string, bool, error) {
 	wi, err := w.client.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(ns).Watch(ctx,
 		metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
 	if err != nil {
-		return rv, err
+		return rv, false, err
 	}
 	defer wi.Stop()
+	w.setHealthy(ns, true)
+	delivered := false
 	for ev := range wi.ResultChan() {
 		if ev.Type == watch.Error {
-			return rv, apierrors.FromObject(ev.Object)
+			return rv, delivered, apierrors.FromObject(ev.Object)
 		}
 		s, ok := ev.Object.(*metav1.PartialObjectMetadata)
 		if !ok {
-			return rv, fmt.Errorf("unexpected %T in the Secret watch", ev.Object)
+			return rv, delivered, fmt.Errorf("unexpected %T in the Secret watch", ev.Object)
 		}
-		rv = s.ResourceVersion
+		rv, delivered = s.ResourceVersion, true
 		if ev.Type != watch.Bookmark {
 			w.observe(ctx, s, ev.Type == watch.Deleted)
 		}
 		w.advance(ns, rv)
 	}
 	if ctx.Err() != nil {
-		return rv, ctx.Err()
+		return rv, delivered, ctx.Err()
 	}
-	return rv, nil
+	return rv, delivered, nil
 }
 
 // observe records a Secret's version when Users use it, and queues them when it changed. It

@@ -228,10 +228,7 @@ type passwordInput struct {
 // version differs from the one last applied, checks and hashes it.
 func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applied string) (passwordInput, *outcome, error) {
 	ref := user.Spec.PasswordSecretRef
-	key := ref.Key
-	if key == "" {
-		key = v1.PasswordKeyCleartext
-	}
+	key := passwordKey(user)
 	secretKey := types.NamespacedName{Namespace: user.Namespace, Name: ref.Name}
 	if applied != "" && r.cachedSecretVersion(user) == applied {
 		return passwordInput{version: applied}, nil, nil
@@ -245,19 +242,20 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		}
 		return passwordInput{}, nil, fmt.Errorf("cannot read the password Secret: %w", err)
 	}
-	version := string(secret.UID) + "/" + secret.ResourceVersion
-	r.secrets.Saw(secretKey, version)
+	secretVersion := string(secret.UID) + "/" + secret.ResourceVersion
+	r.secrets.Saw(secretKey, secretVersion)
+	version := appliedVersion(secretVersion, key)
 	if version == applied {
 		return passwordInput{version: version}, nil, nil
 	}
-	value, ok := secret.Data[key]
-	if !ok || len(value) == 0 {
+	value := trimLineEnding(string(secret.Data[key]))
+	if value == "" {
 		o := waiting(v1.ReasonSecretKeyMissing, "Secret %s/%s has no key %q; add it, or set spec.passwordSecretRef.key to %q or %q.",
 			user.Namespace, ref.Name, key, v1.PasswordKeyCleartext, v1.PasswordKeyHash)
 		return passwordInput{}, &o, nil
 	}
 	if key == v1.PasswordKeyHash {
-		h, err := password.PanelForm(strings.TrimSpace(string(value)))
+		h, err := password.PanelForm(strings.TrimSpace(value))
 		if err != nil {
 			o := waiting(v1.ReasonInvalidPasswordHash, "Key %q of Secret %s/%s is %v; the panel's password is unchanged.",
 				key, user.Namespace, ref.Name, err)
@@ -266,12 +264,12 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 		return passwordInput{hash: h, version: version}, nil, nil
 	}
 	who := password.Person{Email: user.Spec.Email, FirstName: user.Spec.FirstName, LastName: user.Spec.LastName}
-	if err := r.Options.PasswordPolicy.Check(string(value), who); err != nil {
+	if err := r.Options.PasswordPolicy.Check(value, who); err != nil {
 		o := waiting(v1.ReasonWeakPassword, "The password in Secret %s/%s is refused: %v. Put a stronger one in the Secret; "+
 			"the panel's password is unchanged.", user.Namespace, ref.Name, err)
 		return passwordInput{}, &o, nil
 	}
-	h, err := r.hash(ctx, string(value))
+	h, err := r.hash(ctx, value)
 	if ctx.Err() != nil {
 		return passwordInput{}, nil, ctx.Err()
 	}
@@ -282,17 +280,49 @@ func (r *UserReconciler) readPassword(ctx context.Context, user *v1.User, applie
 	return passwordInput{hash: h, version: version}, nil, nil
 }
 
-// cachedSecretVersion is the version (UID/resourceVersion) of the User's password Secret as the
-// Secret watch last saw it; "" when it does not know it.
+// passwordKey is the Secret key the User's password is read from.
+func passwordKey(user *v1.User) string {
+	if k := user.Spec.PasswordSecretRef.Key; k != "" {
+		return k
+	}
+	return v1.PasswordKeyCleartext
+}
+
+// appliedVersion is what the binding row records as applied: the Secret's UID/resourceVersion,
+// followed by the key when it is not the default one, so that switching spec.passwordSecretRef.key
+// on an unchanged Secret is applied. Rows written before keep matching for the default key, so
+// an upgrade hashes nothing again; a User on key passwordHash is applied once more (no bcrypt).
+func appliedVersion(secretVersion, key string) string {
+	if secretVersion == "" || key == v1.PasswordKeyCleartext {
+		return secretVersion
+	}
+	return secretVersion + "/" + key
+}
+
+// trimLineEnding drops the line endings at the end of a Secret value ("\n", "\r\n", as
+// `kubectl create secret --from-file` keeps them from the file), the same for both keys; any other
+// whitespace of a cleartext password is part of it.
+func trimLineEnding(value string) string {
+	return strings.TrimRight(value, "\r\n")
+}
+
+// cachedSecretVersion is the applied version (appliedVersion) of the User's password Secret as the
+// Secret watch last saw it; "" when it does not know it, or when the watch is not following the
+// namespace right now (its versions may be stale: a rotation would go unseen).
 func (r *UserReconciler) cachedSecretVersion(user *v1.User) string {
-	return r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name})
+	if !r.secrets.Healthy(user.Namespace) {
+		return ""
+	}
+	return appliedVersion(r.secrets.Version(types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name}),
+		passwordKey(user))
 }
 
 // readSecret reads a Secret from the API server: from its watch cache, no older than what the
 // Secret watch has delivered, and from etcd when that read fails or finds nothing (so a cache
-// behind the watch never makes a Secret look missing).
+// behind the watch never makes a Secret look missing). While the Secret watch is not healthy it
+// reads from etcd (a quorum read) straight away.
 func (r *UserReconciler) readSecret(ctx context.Context, key types.NamespacedName, secret *corev1.Secret) error {
-	if rv := r.secrets.Through(key.Namespace); rv != "" {
+	if rv := r.secrets.Through(key.Namespace); rv != "" && r.secrets.Healthy(key.Namespace) {
 		if err := r.APIReader.Get(ctx, key, secret, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: rv}}); err == nil {
 			return nil
 		}
@@ -324,6 +354,12 @@ func (r *UserReconciler) hash(ctx context.Context, cleartext string) (string, er
 	return h, err
 }
 
+// userExists is Store.UserExists; a variable so a test can make it fail.
+var userExists = (*panel.Store).UserExists
+
+// newMetadataClient makes the Secret watch's client; a variable so a test can make it fail.
+var newMetadataClient = metadata.NewForConfig
+
 // findPanelUser finds the panel user this resource manages: by status, by the binding table (a
 // resource restored into a new cluster), or by email (adoption). "" means none exists yet. The
 // binding is returned when it is this resource's; the snapshot when the user was found by status
@@ -342,7 +378,11 @@ func (r *UserReconciler) findPanelUser(ctx context.Context, user *v1.User) (stri
 		}
 	}
 	if b, err := r.Store.FindBinding(ctx, r.Options.InstanceID, user.Namespace, user.Name); err == nil {
-		if exists, err := r.Store.UserExists(ctx, b.UserUUID); err == nil && exists {
+		exists, err := userExists(r.Store, ctx, b.UserUUID)
+		if err != nil {
+			return "", nil, nil, databaseOutcome(err), storeErr(err)
+		}
+		if exists {
 			return b.UserUUID, &b, nil, nil, nil
 		}
 	} else if !errors.Is(err, panel.ErrNotFound) {
@@ -734,7 +774,7 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if n := r.Options.MaxConcurrentHashes; n > 0 {
 		r.hashSlots = make(chan struct{}, n)
 	}
-	metaClient, err := metadata.NewForConfig(mgr.GetConfig())
+	metaClient, err := newMetadataClient(mgr.GetConfig())
 	if err != nil {
 		return err
 	}
