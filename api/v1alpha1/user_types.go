@@ -243,7 +243,8 @@ type UserStatus struct {
 	PasswordUpdatedAt *metav1.Time `json:"passwordUpdatedAt,omitempty"`
 
 	// passwordSecretVersion identifies the Secret content last applied (its UID and
-	// resourceVersion), so the password is hashed again only when the Secret changes.
+	// resourceVersion, followed by "/passwordHash" when that key was applied), so the password is
+	// hashed again only when the Secret or the key changes.
 	// +optional
 	PasswordSecretVersion string `json:"passwordSecretVersion,omitempty"`
 
