@@ -57,8 +57,12 @@ func stalledStore(t *testing.T, dsnParams string, opts panel.Options) (*panel.St
 	return s, proxy
 }
 
-// returnsUnavailable runs call, which must end with ErrUnavailable within bound.
-func returnsUnavailable(t *testing.T, name string, bound time.Duration, call func(context.Context) error) {
+// silentBound is how soon a call to a silent database must return in these tests: their 1 s
+// deadline or read timeout, plus a connection's teardown.
+const silentBound = 4 * time.Second
+
+// returnsUnavailable runs call, which must end with ErrUnavailable within silentBound.
+func returnsUnavailable(t *testing.T, name string, call func(context.Context) error) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- call(context.Background()) }()
@@ -67,8 +71,8 @@ func returnsUnavailable(t *testing.T, name string, bound time.Duration, call fun
 		if !errors.Is(err, panel.ErrUnavailable) {
 			t.Errorf("%s against a database that stopped answering ended with %v, want ErrUnavailable", name, err)
 		}
-	case <-time.After(bound):
-		t.Errorf("%s against a database that stopped answering did not return within %s", name, bound)
+	case <-time.After(silentBound):
+		t.Errorf("%s against a database that stopped answering did not return within %s", name, silentBound)
 	}
 }
 
@@ -79,16 +83,15 @@ func TestStoreCallsToASilentDatabaseFailUnavailableAtTheDeadline(t *testing.T) {
 	id := uuid.NewString()
 	proxy.Stall()
 	defer proxy.Resume()
-	bound := 4 * time.Second // the deadline, plus a connection's teardown
-	returnsUnavailable(t, "Ping", bound, s.Ping)
-	returnsUnavailable(t, "GetUser", bound, func(ctx context.Context) error { _, err := s.GetUser(ctx, id); return err })
-	returnsUnavailable(t, "Snapshots", bound, func(ctx context.Context) error {
+	returnsUnavailable(t, "Ping", s.Ping)
+	returnsUnavailable(t, "GetUser", func(ctx context.Context) error { _, err := s.GetUser(ctx, id); return err })
+	returnsUnavailable(t, "Snapshots", func(ctx context.Context) error {
 		_, err := s.Snapshots(ctx, []string{id})
 		return err
 	})
-	returnsUnavailable(t, "DeleteUser (a transaction)", bound, func(ctx context.Context) error { return s.DeleteUser(ctx, id) })
-	returnsUnavailable(t, "Unbind", bound, func(ctx context.Context) error { return s.Unbind(ctx, id) })
-	returnsUnavailable(t, "ClientOwner", bound, func(ctx context.Context) error { _, err := s.ClientOwner(ctx, id); return err })
+	returnsUnavailable(t, "DeleteUser (a transaction)", func(ctx context.Context) error { return s.DeleteUser(ctx, id) })
+	returnsUnavailable(t, "Unbind", func(ctx context.Context) error { return s.Unbind(ctx, id) })
+	returnsUnavailable(t, "ClientOwner", func(ctx context.Context) error { _, err := s.ClientOwner(ctx, id); return err })
 	if proxy.Held() == 0 {
 		t.Error("the proxy held nothing back: the calls did not reach it")
 	}
@@ -100,7 +103,7 @@ func TestDriverReadTimeoutFromTheDSNEndsACallToASilentDatabase(t *testing.T) {
 	s, proxy := stalledStore(t, "?readTimeout=1s", panel.Options{OperationTimeout: time.Hour})
 	proxy.Stall()
 	defer proxy.Resume()
-	returnsUnavailable(t, "UserExists", 4*time.Second, func(ctx context.Context) error {
+	returnsUnavailable(t, "UserExists", func(ctx context.Context) error {
 		_, err := s.UserExists(ctx, uuid.NewString())
 		return err
 	})

@@ -40,8 +40,7 @@ func StartProxy(target string) (*Proxy, error) {
 	p := &Proxy{ln: ln, target: target, open: make(chan struct{}), conns: map[net.Conn]struct{}{},
 		closed: make(chan struct{})}
 	close(p.open)
-	p.wg.Add(1)
-	go p.accept()
+	p.wg.Go(p.accept)
 	return p, nil
 }
 
@@ -145,7 +144,6 @@ func (p *Proxy) untrack(c net.Conn) {
 }
 
 func (p *Proxy) accept() {
-	defer p.wg.Done()
 	for {
 		client, err := p.ln.Accept()
 		if err != nil {
@@ -154,14 +152,12 @@ func (p *Proxy) accept() {
 		if !p.track(client) {
 			return
 		}
-		p.wg.Add(1)
-		go p.serve(client)
+		p.wg.Go(func() { p.serve(client) })
 	}
 }
 
 // serve connects a client to the server once the proxy forwards, then copies both ways.
 func (p *Proxy) serve(client net.Conn) {
-	defer p.wg.Done()
 	defer p.untrack(client)
 	if !p.wait() { // a connection made during a stall is accepted, and nothing answers it
 		return
@@ -175,8 +171,7 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(server)
 	// Either direction ending closes both connections, which ends the other.
-	p.wg.Add(1)
-	go func() { defer p.wg.Done(); p.pipe(server, client) }()
+	p.wg.Go(func() { p.pipe(server, client) })
 	p.pipe(client, server)
 }
 
