@@ -223,7 +223,8 @@ func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			deletionPredicate()))).
 		Watches(&v1.User{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfUser)).
 		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(r.peersOfClient)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
+			RateLimiter: retryRateLimiter()}).
 		Named("clientmembership").
 		Complete(r)
 }

@@ -796,7 +796,8 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1.User{}, r.emailPeers()).
 		WatchesRawSource(source.Channel(r.secrets.queue, &handler.EnqueueRequestForObject{})).
 		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(userOfMembership)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
+			RateLimiter: retryRateLimiter()}).
 		Named("user").
 		Complete(r)
 }

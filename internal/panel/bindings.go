@@ -72,7 +72,8 @@ func (s *Store) upgradeBindingTable(ctx context.Context) error {
 
 // GetBinding returns the binding of a panel user; ErrNotFound when it has none.
 func (s *Store) GetBinding(ctx context.Context, userUUID string) (_ Binding, err error) {
-	defer s.timed("read the binding")(&err)
+	ctx, done := s.begin(ctx, "read the binding")
+	defer done(&err)
 	b := Binding{UserUUID: userUUID}
 	var version sql.NullString
 	err = s.db.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, secret_version FROM "+bindingTable+
@@ -86,7 +87,8 @@ func (s *Store) GetBinding(ctx context.Context, userUUID string) (_ Binding, err
 
 // FindBinding returns the binding held by a resource; ErrNotFound when it holds none.
 func (s *Store) FindBinding(ctx context.Context, instance, namespace, name string) (_ Binding, err error) {
-	defer s.timed("find the binding")(&err)
+	ctx, done := s.begin(ctx, "find the binding")
+	defer done(&err)
 	b := Binding{Namespace: namespace, Name: name, InstanceID: instance}
 	var version sql.NullString
 	err = s.db.QueryRowContext(ctx, "SELECT user_uuid, resource_uid, secret_version FROM "+bindingTable+
@@ -134,6 +136,8 @@ func insertBinding(ctx context.Context, tx *sql.Tx, b Binding, now string) error
 
 // Unbind forgets the binding of a panel user, leaving the user itself alone.
 func (s *Store) Unbind(ctx context.Context, userUUID string) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	_, err := s.db.ExecContext(ctx, "DELETE FROM "+bindingTable+" WHERE user_uuid = ?", userUUID)
 	return classify("unbind the panel user", err)
 }
@@ -149,6 +153,8 @@ func (s *Store) CreateDemoClient(ctx context.Context, c Client) (Client, error) 
 	}
 	now := s.timestamp()
 	first, last, _ := strings.Cut(c.Name, " ")
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	status := c.Status
 	if status == "" {
 		status = "active"

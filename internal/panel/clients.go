@@ -52,7 +52,8 @@ func scanClient(scan func(...any) error, extra ...any) (Client, error) {
 // FindClient finds a client by UUID or, when clientUUID is empty, by company name (compared the
 // way the panel's collation compares).
 func (s *Store) FindClient(ctx context.Context, clientUUID, companyName string) (_ Client, err error) {
-	defer s.timed("find the panel client")(&err)
+	ctx, done := s.begin(ctx, "find the panel client")
+	defer done(&err)
 	where, arg := "c.`uuid` = ?", any(clientUUID)
 	if clientUUID == "" {
 		where, arg = "c.`company_name` = ?", companyName
@@ -70,7 +71,8 @@ func (s *Store) FindClient(ctx context.Context, clientUUID, companyName string) 
 // UserClients lists the clients a user is associated with, owner first, then by company and name:
 // what the panel's "User Clients" view shows, including associations made in the panel UI.
 func (s *Store) UserClients(ctx context.Context, userUUID string) (_ []UserClient, err error) {
-	defer s.timed("read the user's clients")(&err)
+	ctx, done := s.begin(ctx, "read the user's clients")
+	defer done(&err)
 	rows, err := s.db.QueryContext(ctx, "SELECT "+clientColumns+", x.`owner`, x.`permissions` FROM client_x_user x "+
 		"JOIN clients c ON c.`uuid` = x.`client_uuid` WHERE x.`user_uuid` = ? "+
 		"ORDER BY x.`owner` DESC, c.`company_name`, c.`firstname`, c.`uuid`", userUUID)
@@ -234,6 +236,8 @@ func (s *Store) RemoveMembership(ctx context.Context, userUUID, clientUUID strin
 
 // ClientOwner returns the UUID of the client's owner, or "" when it has none.
 func (s *Store) ClientOwner(ctx context.Context, clientUUID string) (string, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	var owner string
 	err := s.db.QueryRowContext(ctx, "SELECT user_uuid FROM client_x_user WHERE client_uuid = ? AND `owner` = 1 "+
 		"ORDER BY user_uuid LIMIT 1", clientUUID).Scan(&owner)

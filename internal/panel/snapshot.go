@@ -107,7 +107,8 @@ func (s *Store) Snapshot(ctx context.Context, userUUID string) (*Snapshot, error
 // Snapshots reads the snapshots of many users in one round trip, keyed by UUID; every UUID asked
 // for has one (Exists false when the panel has no such user).
 func (s *Store) Snapshots(ctx context.Context, userUUIDs []string) (_ map[string]*Snapshot, err error) {
-	defer s.timed("read panel users")(&err)
+	ctx, done := s.begin(ctx, "read panel users")
+	defer done(&err)
 	out := make(map[string]*Snapshot, len(userUUIDs))
 	if len(userUUIDs) == 0 {
 		return out, nil

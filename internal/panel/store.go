@@ -49,7 +49,31 @@ type Options struct {
 	// Observe, when set, is told the duration and outcome of every database operation (for
 	// metrics). op is a short name such as "create the panel user".
 	Observe func(op string, d time.Duration, err error)
+	// OperationTimeout bounds each store operation: one query, or one transaction from BEGIN to
+	// COMMIT. Zero means DefaultOperationTimeout.
+	OperationTimeout time.Duration
 }
+
+// DefaultOperationTimeout is the deadline of one store operation. The operator's queries touch a
+// handful of rows by primary or unique key and take milliseconds, the resync's batched snapshot
+// tens of milliseconds; 10 s is far above any of them, so only a database that stopped answering
+// (or a lock held by someone else for that long) reaches it. Then the operation fails with
+// ErrUnavailable and the reconcile reports DatabaseUnavailable and retries, instead of holding a
+// worker until TCP gives up (minutes) while status still says Ready. A lock wait cut short is
+// retried like any other unavailability (MariaDB's own innodb_lock_wait_timeout is 50 s).
+const DefaultOperationTimeout = 10 * time.Second
+
+// The MySQL driver's own timeouts, used when the DSN does not set them (timeout, readTimeout,
+// writeTimeout parameters). The operation deadline (a context) is what normally ends a call to
+// a silent server; the driver's I/O timeouts are the backstop for the I/O no context covers:
+// a ROLLBACK after a failed statement, a connection's handshake, closing statements. They are
+// above DefaultOperationTimeout so that, when both could fire, the context does and the error
+// says "deadline exceeded"; and far above any single round trip the operator makes.
+const (
+	defaultDialTimeout  = 5 * time.Second
+	defaultReadTimeout  = 15 * time.Second
+	defaultWriteTimeout = 15 * time.Second
+)
 
 // Store is the panel database. It is safe for concurrent use.
 type Store struct {
@@ -58,6 +82,7 @@ type Store struct {
 	loc     *time.Location
 	now     func() time.Time
 	observe func(op string, d time.Duration, err error)
+	timeout time.Duration // of one operation
 }
 
 //go:embed schema_sqlite.sql
@@ -69,7 +94,10 @@ var registerCollation sync.Once
 // and column the operator uses exists; on SQLite it creates the panel tables when missing. Either
 // way it creates the operator's own binding table when missing.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	s := &Store{loc: opts.Location, now: opts.Now, observe: opts.Observe}
+	s := &Store{loc: opts.Location, now: opts.Now, observe: opts.Observe, timeout: opts.OperationTimeout}
+	if s.timeout <= 0 {
+		s.timeout = DefaultOperationTimeout
+	}
 	if s.loc == nil {
 		s.loc = time.UTC
 	}
@@ -98,6 +126,24 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 }
 
 func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
+	cfg, err := mysqlConfig(dsn, passwordFile)
+	if err != nil {
+		return nil, err
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	return db, nil
+}
+
+// mysqlConfig is the driver configuration for a DSN: the DSN's own parameters, the password,
+// the panel's session settings, and the default timeouts where the DSN sets none.
+func mysqlConfig(dsn, passwordFile string) (*mysql.Config, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot parse the mysql DSN (want mysql://user@tcp(host:3306)/database): %s",
@@ -129,17 +175,15 @@ func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
 	// PREPARE, EXECUTE and CLOSE per query: one round trip instead of three.
 	cfg.InterpolateParams = true
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = defaultDialTimeout
 	}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = defaultReadTimeout
 	}
-	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(16)
-	db.SetMaxIdleConns(8)
-	db.SetConnMaxLifetime(5 * time.Minute)
-	return db, nil
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = defaultWriteTimeout
+	}
+	return cfg, nil
 }
 
 func openSQLite(path string) (*sql.DB, error) {
@@ -169,6 +213,8 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	return classify("reach the panel database", s.db.PingContext(ctx))
 }
 
@@ -244,7 +290,8 @@ func (s *Store) checkSchema(ctx context.Context) error {
 
 // tx runs fn in one transaction, committing when it returns nil and rolling back otherwise.
 func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) (err error) {
-	defer s.timed(op)(&err)
+	ctx, done := s.begin(ctx, op)
+	defer done(&err)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(op, err)
@@ -256,15 +303,28 @@ func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) (err 
 	return classify(op, tx.Commit())
 }
 
-// timed reports an operation's duration and error to Options.Observe; use as
-// defer s.timed(op)(&err).
-func (s *Store) timed(op string) func(*error) {
+// begin starts one store operation: it bounds ctx by the operation deadline and returns a func
+// that ends the operation, reporting its duration and error to Options.Observe. Use as
+//
+//	ctx, done := s.begin(ctx, op)
+//	defer done(&err)
+//
+// Only the database work is bounded: a caller's wait before the call (a hash slot) is not.
+func (s *Store) begin(ctx context.Context, op string) (context.Context, func(*error)) {
+	ctx, cancel := s.deadline(ctx)
 	start := time.Now()
-	return func(err *error) {
+	return ctx, func(err *error) {
+		cancel()
 		if s.observe != nil {
 			s.observe(op, time.Since(start), *err)
 		}
 	}
+}
+
+// deadline bounds ctx by the operation deadline (Options.OperationTimeout); an earlier deadline
+// of the caller's stays. A call that reaches it fails with ErrUnavailable (classify).
+func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // forUpdate locks the rows a transaction reads on MySQL; SQLite locks the whole database anyway.

@@ -110,7 +110,8 @@ func (s *Store) FindUserByEmail(ctx context.Context, email string) (User, error)
 }
 
 func (s *Store) getUser(ctx context.Context, where string, arg any) (_ User, err error) {
-	defer s.timed("read the panel user")(&err)
+	ctx, done := s.begin(ctx, "read the panel user")
+	defer done(&err)
 	r, err := s.readUserRow(ctx, s.db, where, arg, false)
 	if isNoRows(err) {
 		return User{}, fmt.Errorf("user %v: %w", arg, ErrNotFound)
@@ -285,7 +286,8 @@ func changedColumns(before row, want map[string]*string) []string {
 
 // UserExists reports whether a panel user with this UUID exists.
 func (s *Store) UserExists(ctx context.Context, userUUID string) (_ bool, err error) {
-	defer s.timed("check the panel user")(&err)
+	ctx, done := s.begin(ctx, "check the panel user")
+	defer done(&err)
 	var n int
 	err = s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM users WHERE uuid = ?", userUUID).Scan(&n)
 	return n > 0, classify("check the panel user", err)

@@ -1,0 +1,4 @@
+package panel
+
+// MySQLConfig exposes the driver configuration a DSN opens with, for the tests of its defaults.
+var MySQLConfig = mysqlConfig
