@@ -195,7 +195,10 @@ func run(s settings) error {
 		LeaseDuration:                 &s.leaseDuration,
 		RenewDeadline:                 &s.renewDeadline,
 		RetryPeriod:                   &s.retryPeriod,
-		Cache:                         crcache.Options{DefaultTransform: controller.SlimCache, DefaultNamespaces: namespaceConfig(s.namespaces)},
+		Cache: crcache.Options{
+			DefaultTransform:  crcache.TransformStripManagedFields(), // the controllers never read managed fields
+			DefaultNamespaces: namespaceConfig(s.namespaces),
+		},
 		// Secrets are never served from a cache: the controllers read the few they need directly.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})

@@ -6,22 +6,12 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kworkqueue "k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
-
-// SlimCache is the manager's cache transform: it drops, in place, the managed fields, which the
-// controllers never read.
-func SlimCache(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
-}
 
 // Setup registers the field indexes and both controllers with the manager. The manager's client
 // must not cache Secrets (client.CacheOptions.DisableFor): the controllers read the few Secrets

@@ -185,9 +185,10 @@ func (e *env) start() {
 		Logger:                 zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{e.ns: {}}, DefaultTransform: controller.SlimCache},
-		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-		Controller:             config.Controller{SkipNameValidation: &skip},
+		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{e.ns: {}},
+			DefaultTransform: cache.TransformStripManagedFields()},
+		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Controller: config.Controller{SkipNameValidation: &skip},
 	})
 	if err != nil {
 		t.Fatal(err)
