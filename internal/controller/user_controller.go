@@ -187,12 +187,21 @@ func (r *UserReconciler) checkEmailHolder(ctx context.Context, user *v1.User) (*
 	if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(user.Spec.Email)}); err != nil {
 		return nil, fmt.Errorf("cannot list Users by email: %w", err)
 	}
-	if !slices.ContainsFunc(peers.Items, func(p v1.User) bool { return p.UID != user.UID }) {
+	// Alone with its email, a User proceeds without asking the panel, unless it was waiting for a
+	// holder: that holder may have changed its email and not yet moved its panel user off this one.
+	if !slices.ContainsFunc(peers.Items, func(p v1.User) bool { return p.UID != user.UID }) &&
+		!isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
 		return nil, nil
 	}
 	bound, err := r.emailBinding(ctx, user.Spec.Email)
 	if err != nil {
 		return databaseOutcome(err), storeErr(err)
+	}
+	if mover := r.movingHolder(ctx, peers.Items, bound); mover != nil {
+		// Its reconcile moves the panel user off this email; nothing else would wake this one then.
+		o := retrying(v1.ReasonDuplicateEmail, "The panel user with this email is managed by User %s/%s, whose spec.email "+
+			"changed; waiting for it to move the panel user to its new email.", mover.Namespace, mover.Name)
+		return &o, nil
 	}
 	holder, byBinding := emailHolderOf(peers.Items, bound, r.Options.InstanceID)
 	if holder == nil || holder.UID == user.UID {
@@ -208,6 +217,23 @@ func (r *UserReconciler) checkEmailHolder(ctx context.Context, user *v1.User) (*
 		r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonDuplicateEmail, "CheckEmail", o.message)
 	}
 	return &o, nil
+}
+
+// movingHolder is the User of this operator instance that the panel user with the email is bound
+// to when that User is no longer one of the email's peers (it changed its spec.email and has not
+// yet written the new one to the panel); nil otherwise.
+func (r *UserReconciler) movingHolder(ctx context.Context, peers []v1.User, bound *panel.Binding) *v1.User {
+	if bound == nil || bound.InstanceID != r.Options.InstanceID {
+		return nil
+	}
+	if holder, byBinding := emailHolderOf(peers, bound, r.Options.InstanceID); holder != nil && byBinding {
+		return nil
+	}
+	mover := &v1.User{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: bound.Namespace, Name: bound.Name}, mover); err != nil {
+		return nil // gone, or in a namespace this operator does not watch: not moving
+	}
+	return mover
 }
 
 // emailBinding is the binding of the panel user that has the email; nil when no panel user has
