@@ -178,23 +178,99 @@ func (r *UserReconciler) checkLanguage(user *v1.User) *outcome {
 	return &o
 }
 
-// checkEmailHolder lets only the oldest User with an email (creationTimestamp, then
-// namespace/name) hold it; the others wait, and proceed when the holder goes.
+// checkEmailHolder lets only one of the Users sharing an email hold it (emailHolderOf); the others
+// wait, and proceed when the holder goes. A User no other User shares its email with costs no
+// database round trip; one that shares it reads which resource the panel user with the email is
+// bound to, so every peer decides from the same facts.
 func (r *UserReconciler) checkEmailHolder(ctx context.Context, user *v1.User) (*outcome, error) {
 	var peers v1.UserList
 	if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(user.Spec.Email)}); err != nil {
 		return nil, fmt.Errorf("cannot list Users by email: %w", err)
 	}
-	holder := emailHolder(peers.Items)
+	// Alone with its email, a User proceeds without asking the panel, unless it was waiting for a
+	// holder: that holder may have changed its email and not yet moved its panel user off this one.
+	if !slices.ContainsFunc(peers.Items, func(p v1.User) bool { return p.UID != user.UID }) &&
+		!isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
+		return nil, nil
+	}
+	bound, err := r.emailBinding(ctx, user.Spec.Email)
+	if err != nil {
+		return databaseOutcome(err), storeErr(err)
+	}
+	if mover := r.movingHolder(ctx, peers.Items, bound); mover != nil {
+		// Its reconcile moves the panel user off this email; nothing else would wake this one then.
+		o := retrying(v1.ReasonDuplicateEmail, "The panel user with this email is managed by User %s/%s, whose spec.email "+
+			"changed; waiting for it to move the panel user to its new email.", mover.Namespace, mover.Name)
+		return &o, nil
+	}
+	holder, byBinding := emailHolderOf(peers.Items, bound, r.Options.InstanceID)
 	if holder == nil || holder.UID == user.UID {
 		return nil, nil
 	}
-	o := waiting(v1.ReasonDuplicateEmail, "The email is already held by User %s/%s, created earlier; emails are unique in the panel. "+
-		"Change spec.email, or delete that User and this one proceeds.", holder.Namespace, holder.Name)
+	why := "created earlier"
+	if byBinding {
+		why = "which manages the panel user with this email"
+	}
+	o := waiting(v1.ReasonDuplicateEmail, "The email is already held by User %s/%s, %s; emails are unique in the panel. "+
+		"Change spec.email, or delete that User and this one proceeds.", holder.Namespace, holder.Name, why)
 	if !isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
 		r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonDuplicateEmail, "CheckEmail", o.message)
 	}
 	return &o, nil
+}
+
+// movingHolder is the User of this operator instance that the panel user with the email is bound
+// to when that User is no longer one of the email's peers (it changed its spec.email and has not
+// yet written the new one to the panel); nil otherwise.
+func (r *UserReconciler) movingHolder(ctx context.Context, peers []v1.User, bound *panel.Binding) *v1.User {
+	if bound == nil || bound.InstanceID != r.Options.InstanceID {
+		return nil
+	}
+	if holder, byBinding := emailHolderOf(peers, bound, r.Options.InstanceID); holder != nil && byBinding {
+		return nil
+	}
+	mover := &v1.User{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: bound.Namespace, Name: bound.Name}, mover); err != nil {
+		return nil // gone, or in a namespace this operator does not watch: not moving
+	}
+	return mover
+}
+
+// emailBinding is the binding of the panel user that has the email; nil when no panel user has
+// it, or when that user is bound to no resource.
+func (r *UserReconciler) emailBinding(ctx context.Context, email string) (*panel.Binding, error) {
+	existing, err := r.Store.FindUserByEmail(ctx, email)
+	if errors.Is(err, panel.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.Store.GetBinding(ctx, existing.UUID)
+	if errors.Is(err, panel.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// emailHolderOf is the User, among the Users sharing an email, that holds it: the one the panel
+// user with the email is bound to (bound, by operator instance), whatever the ages, since it
+// already manages that user (byBinding); otherwise the oldest (emailHolder). Every peer computes
+// it from the same cache and the same binding row, so exactly one proceeds, and the one that does
+// is never the one findPanelUser would find bound to another (the binding is matched as ownBinding
+// matches it).
+func emailHolderOf(users []v1.User, bound *panel.Binding, instance string) (holder *v1.User, byBinding bool) {
+	if bound != nil {
+		for i := range users {
+			if bound.SameResource(users[i].Namespace, users[i].Name, instance) {
+				return &users[i], true
+			}
+		}
+	}
+	return emailHolder(users), false
 }
 
 // emailHolder is the oldest of the Users sharing an email.
@@ -809,8 +885,9 @@ func deletionPredicate() predicate.Predicate {
 	}}
 }
 
-// emailPeers wakes the Users that share an email with a User that was created, changed its
-// email or was deleted, so a waiting duplicate proceeds as soon as the holder lets go.
+// emailPeers wakes the Users that share an email with a User that changed its email (the peers of
+// the old email and of the new one), started its deletion or was deleted: a waiting duplicate
+// proceeds as soon as the holder lets go, and the peers of a taken email learn who holds it now.
 func (r *UserReconciler) emailPeers() handler.EventHandler {
 	enqueue := func(ctx context.Context, email string, self types.UID, q workqueue) {
 		var peers v1.UserList
@@ -826,8 +903,12 @@ func (r *UserReconciler) emailPeers() handler.EventHandler {
 	return handler.Funcs{
 		UpdateFunc: func(ctx context.Context, e eventUpdate, q workqueue) {
 			oldU, newU := e.ObjectOld.(*v1.User), e.ObjectNew.(*v1.User)
-			if panel.NormalizeEmail(oldU.Spec.Email) != panel.NormalizeEmail(newU.Spec.Email) || !newU.DeletionTimestamp.IsZero() {
+			changed := panel.NormalizeEmail(oldU.Spec.Email) != panel.NormalizeEmail(newU.Spec.Email)
+			if changed || !newU.DeletionTimestamp.IsZero() {
 				enqueue(ctx, oldU.Spec.Email, newU.UID, q)
+			}
+			if changed {
+				enqueue(ctx, newU.Spec.Email, newU.UID, q)
 			}
 		},
 		DeleteFunc: func(ctx context.Context, e eventDelete, q workqueue) {
