@@ -513,8 +513,34 @@ func (r *UserReconciler) desiredUser(ctx context.Context, user *v1.User) (panel.
 			return d, o, err
 		}
 		d.DefaultMethod, d.TOTPSecret = panel.MethodTOTP, seed
+		return d, nil, nil
+	}
+	// Withdrawn when a seed this User issued still exists, whatever status says: the status write
+	// that recorded the Secret's name may have been lost, and then only the Secret tells.
+	owned, err := r.ownedTOTPSecret(ctx, user)
+	if err != nil {
+		return d, nil, err
+	}
+	if owned != nil {
+		d.DefaultMethod, d.RemoveTOTP = panel.MethodEmail, true
 	}
 	return d, nil, nil
+}
+
+// ownedTOTPSecret returns the User's TOTP Secret when it exists and this User controls it; nil
+// when there is none, or when the Secret of that name is someone else's (never touched then).
+func (r *UserReconciler) ownedTOTPSecret(ctx context.Context, user *v1.User) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	err := r.readSecret(ctx, types.NamespacedName{Namespace: user.Namespace, Name: totpSecretName(user)}, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("cannot read the TOTP Secret: %w", err)
+	case !metav1.IsControlledBy(secret, user):
+		return nil, nil
+	}
+	return secret, nil
 }
 
 // wantsTOTP reports whether the User asks for an authenticator app as its second factor.
@@ -562,6 +588,8 @@ func (r *UserReconciler) ensureTOTPSecret(ctx context.Context, user *v1.User) (s
 			return "", &o, nil
 		}
 		if seed := string(secret.Data["secret"]); seed != "" {
+			// Recorded again each time: the write that recorded it at issue may have been lost.
+			user.Status.TOTPSecretName = name
 			return seed, nil, nil
 		}
 	} else if !apierrors.IsNotFound(err) {
@@ -671,12 +699,21 @@ func (r *UserReconciler) passwordApplied(user *v1.User, pw passwordInput) {
 	user.Status.PasswordUpdatedAt = &now
 }
 
+// deleteTOTPSecret deletes the User's TOTP Secret when this User controls it: a Secret of that
+// name made by someone else is left as it is. The delete is conditional on the UID read, so a
+// Secret replaced in between is not deleted either.
 func (r *UserReconciler) deleteTOTPSecret(ctx context.Context, user *v1.User) error {
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: user.Namespace, Name: totpSecretName(user)}}
-	if err := r.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("cannot delete the TOTP Secret: %w", err)
+	secret, err := r.ownedTOTPSecret(ctx, user)
+	if err != nil {
+		return err
 	}
-	if user.Status.TOTPSecretName != "" {
+	if secret != nil {
+		err := r.Delete(ctx, secret, client.Preconditions{UID: &secret.UID})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("cannot delete the TOTP Secret: %w", err)
+		}
+	}
+	if secret != nil || user.Status.TOTPSecretName != "" {
 		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "TwoFactorRemoved", "RemoveSeed",
 			"Removed the authenticator seed; email codes are the default again")
 	}
