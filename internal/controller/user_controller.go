@@ -141,7 +141,7 @@ func (r *UserReconciler) reconcileNormal(ctx context.Context, user *v1.User) (ou
 	if o != nil || err != nil {
 		return deref(o), err
 	}
-	desired, o, err := r.desiredUser(ctx, user)
+	desired, o, err := r.desiredUser(ctx, user, existing != "")
 	if o != nil || err != nil {
 		return deref(o), err
 	}
@@ -505,7 +505,9 @@ func (r *UserReconciler) ownBinding(user *v1.User, userUUID string, b *panel.Bin
 }
 
 // desiredUser is the panel user the spec asks for, issuing or withdrawing the TOTP seed.
-func (r *UserReconciler) desiredUser(ctx context.Context, user *v1.User) (panel.DesiredUser, *outcome, error) {
+// panelUserExists says whether there is one yet: a panel user about to be created has no seed to
+// withdraw, so creating one costs no Secret read.
+func (r *UserReconciler) desiredUser(ctx context.Context, user *v1.User, panelUserExists bool) (panel.DesiredUser, *outcome, error) {
 	d := desiredFields(user)
 	if wantsTOTP(user) {
 		seed, o, err := r.ensureTOTPSecret(ctx, user)
@@ -513,6 +515,9 @@ func (r *UserReconciler) desiredUser(ctx context.Context, user *v1.User) (panel.
 			return d, o, err
 		}
 		d.DefaultMethod, d.TOTPSecret = panel.MethodTOTP, seed
+		return d, nil, nil
+	}
+	if !panelUserExists {
 		return d, nil, nil
 	}
 	// Withdrawn when a seed this User issued still exists, whatever status says: the status write
