@@ -33,6 +33,17 @@ func reconcileErrors(t *testing.T, name string) float64 {
 	return metricValue(t, "controller_runtime_reconcile_errors_total", map[string]string{"controller": name})
 }
 
+// dbOperations counts the panel database operations the manager's store has started, by the
+// operation's metric label ("" for all), whether they reached the server or not.
+func dbOperations(t *testing.T, op string) float64 {
+	t.Helper()
+	labels := map[string]string{}
+	if op != "" {
+		labels["operation"] = op
+	}
+	return metricValue(t, "puq_user_operator_panel_db_operation_duration_seconds", labels)
+}
+
 // waitFailures waits until the controller called name has failed n more reconciles since from.
 func (e *env) waitFailures(name string, from float64, n int) {
 	e.t.Helper()
@@ -89,9 +100,14 @@ func TestAbandonedUserGoesWithoutTouchingAnUnreachableDatabase(t *testing.T) {
 		t.Errorf("a User waiting for an unreachable database: Reconciling = %+v, want DatabaseUnavailable", c)
 	}
 
+	// Nothing else reaches the database meanwhile: the User's next retry is a capped backoff away.
+	ops := dbOperations(t, "")
 	annotateAbandon(e, u)
 	e.waitGoneWithin(u, 3*time.Second)
 	e.wantAbandonedEvent(u)
+	if n := dbOperations(t, "") - ops; n != 0 {
+		t.Errorf("%v panel database operations while the User was abandoned, want none", n)
+	}
 	if n := e.writeStatements() - writes; n != 0 {
 		t.Errorf("%d data-changing statements reached the database while the User was abandoned", n)
 	}
@@ -130,9 +146,19 @@ func TestAbandonedMembershipGoesWithoutTouchingAnUnreachableDatabase(t *testing.
 		t.Errorf("a ClientMembership waiting for an unreachable database: Reconciling = %+v, want DatabaseUnavailable", c)
 	}
 
+	// The User's controller, woken by the membership's changes, reads the database meanwhile:
+	// count the one operation of a membership's deletion.
+	const removal = "remove_the_association"
+	ops := dbOperations(t, removal)
+	if ops == 0 {
+		t.Fatalf("no %s operation counted before the annotation: the metric label changed?", removal)
+	}
 	annotateAbandon(e, m)
 	e.waitGoneWithin(m, 3*time.Second)
 	e.wantAbandonedEvent(m)
+	if n := dbOperations(t, removal) - ops; n != 0 {
+		t.Errorf("%v %s operations while the ClientMembership was abandoned, want none", n, removal)
+	}
 	if n := e.writeStatements() - writes; n != 0 {
 		t.Errorf("%d data-changing statements reached the database while the ClientMembership was abandoned", n)
 	}
