@@ -172,6 +172,15 @@ func (r *ClientMembershipReconciler) reconcileDelete(ctx context.Context, m *v1.
 	if !controllerutil.ContainsFinalizer(m, MembershipFinalizer) {
 		return ctrl.Result{}, nil
 	}
+	if v1.Abandoned(m.Annotations) {
+		// The admin's word that the panel database is gone for good: no database call at all.
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonAbandoned, "Abandon",
+			"The %s annotation is set: the finalizer was removed without reaching the panel database; "+
+				"the panel association this ClientMembership made (if any) was left as it is", v1.AnnotationAbandon)
+		logf.FromContext(ctx).Info("Abandoned the panel side of a deleted ClientMembership", "membership", klog.KObj(m))
+		controllerutil.RemoveFinalizer(m, MembershipFinalizer)
+		return ctrl.Result{}, r.Update(ctx, m)
+	}
 	if m.Spec.DeletionPolicy != v1.MembershipDeletionRetain && m.Status.UserUUID != "" && m.Status.ClientUUID != "" &&
 		!r.lostToOlder(m) {
 		err := r.Store.RemoveMembership(ctx, m.Status.UserUUID, m.Status.ClientUUID)

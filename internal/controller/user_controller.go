@@ -763,6 +763,16 @@ func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ct
 	if !controllerutil.ContainsFinalizer(user, UserFinalizer) {
 		return ctrl.Result{}, nil
 	}
+	if v1.Abandoned(user.Annotations) {
+		// The admin's word that the panel database is gone for good: no database call at all.
+		r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonAbandoned, "Abandon",
+			"The %s annotation is set: the finalizer was removed without reaching the panel database; "+
+				"the panel user this User made (if any) was left as it is", v1.AnnotationAbandon)
+		logf.FromContext(ctx).Info("Abandoned the panel side of a deleted User", "user", klog.KObj(user), "uuid", user.Status.UUID)
+		trackedUsers.set(user.UID, "")
+		controllerutil.RemoveFinalizer(user, UserFinalizer)
+		return ctrl.Result{}, r.Update(ctx, user)
+	}
 	before := user.Status.DeepCopy()
 	o, err := r.releasePanelUser(ctx, user)
 	if err == nil && o == nil {
@@ -920,7 +930,8 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// deletionPredicate passes updates that start a deletion.
+// deletionPredicate passes every update of an object being deleted (not only the one that starts
+// the deletion): so the abandon annotation (v1.AnnotationAbandon) set on it wakes its controller.
 func deletionPredicate() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e eventUpdate) bool {
 		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
