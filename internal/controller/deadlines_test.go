@@ -6,7 +6,6 @@ package controller_test
 // stall; the tests read and check the database directly.
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -22,16 +21,7 @@ import (
 // proxy, with the store's operation deadline opTimeout (0: the production default).
 func newProxiedEnv(t *testing.T, opTimeout time.Duration, options ...envOption) (*env, *testdb.Proxy) {
 	t.Helper()
-	p, err := mariadb.NewPanel(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Root.Close() })
-	proxy, err := mariadb.StartProxy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
+	p, proxy := mariadb.ProxiedPanel(t)
 	e := startEnv(t, panel.Options{DSN: proxy.DSN(p.DSN), PasswordFile: p.PasswordFile, OperationTimeout: opTimeout},
 		p.Root, options...)
 	return e, proxy

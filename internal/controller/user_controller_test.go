@@ -466,15 +466,7 @@ func TestTOTPOnOffOnIssuesANewSeed(t *testing.T) {
 	if again == seed {
 		t.Fatal("re-enabling reused the old seed")
 	}
-	// An instant at which the old seed's code is none the new seed gives (two random seeds
-	// share a code now and then), so the refusal below is the old seed's, not chance's.
-	at := loginTime
-	for slices.Contains(acceptedCodes(t, again, at), oathtoolCode(t, seed, at)) {
-		at = at.Add(3 * totpPeriod)
-	}
-	e.wantRefused("jane with the old seed's code", e.loginAt(at, email, testPassword, oathtoolCode(t, seed, at)),
-		422, "Verification failed")
-	e.wantLogsIn("jane with the new seed's code", e.loginAt(at, email, testPassword, oathtoolCode(t, again, at)))
+	e.wantOnlyNewSeedLogsIn(email, seed, again)
 	e.waitEvent(got, "TwoFactorEnrolled")
 	e.waitEvent(got, "TwoFactorRemoved")
 }
@@ -1076,4 +1068,19 @@ func TestResyncReconcilesOnlyWhatDrifted(t *testing.T) {
 		return ""
 	})
 	e.waitEvent(u, "DriftCorrected")
+}
+
+// wantOnlyNewSeedLogsIn checks that, after a re-issue, jane's code from the old seed is refused
+// and her code from the new seed logs in. The instant is one at which the old seed's code is none
+// the new seed gives (two random seeds share a code now and then), so the refusal is the old
+// seed's, not chance's.
+func (e *env) wantOnlyNewSeedLogsIn(email, oldSeed, newSeed string) {
+	e.t.Helper()
+	at := loginTime
+	for slices.Contains(acceptedCodes(e.t, newSeed, at), oathtoolCode(e.t, oldSeed, at)) {
+		at = at.Add(3 * totpPeriod)
+	}
+	e.wantRefused("jane with the old seed's code", e.loginAt(at, email, testPassword, oathtoolCode(e.t, oldSeed, at)),
+		422, "Verification failed")
+	e.wantLogsIn("jane with the new seed's code", e.loginAt(at, email, testPassword, oathtoolCode(e.t, newSeed, at)))
 }

@@ -38,16 +38,7 @@ func TestMySQLDriverTimeoutsDefaultAndYieldToTheDSN(t *testing.T) {
 // stalledStore is a store on a fresh panel database reached through a proxy, and the proxy.
 func stalledStore(t *testing.T, dsnParams string, opts panel.Options) (*panel.Store, *testdb.Proxy) {
 	t.Helper()
-	p, err := mariadb.NewPanel(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Root.Close() })
-	proxy, err := mariadb.StartProxy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
+	p, proxy := mariadb.ProxiedPanel(t)
 	opts.DSN, opts.PasswordFile = proxy.DSN(p.DSN)+dsnParams, p.PasswordFile
 	s, err := panel.Open(context.Background(), opts)
 	if err != nil {

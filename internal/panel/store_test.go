@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -25,17 +24,7 @@ import (
 
 var mariadb *testdb.MariaDB
 
-func TestMain(m *testing.M) {
-	var err error
-	mariadb, err = testdb.StartMariaDB()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	mariadb.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testdb.Main(m, &mariadb) }
 
 // fixture is one engine under test: the store and a direct connection to the same database.
 type fixture struct {

@@ -46,16 +46,7 @@ func selectOne(db *sql.DB, within time.Duration) error {
 // A stalled proxy answers nothing, on open connections and on new ones, without refusing or
 // closing anything; after Resume both kinds answer again.
 func TestStalledProxyAnswersNothingUntilResumed(t *testing.T) {
-	p, err := mariadb.NewPanel(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Root.Close() })
-	proxy, err := mariadb.StartProxy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
+	p, proxy := mariadb.ProxiedPanel(t)
 	open := openVia(t, proxy, p)
 	if err := selectOne(open, 5*time.Second); err != nil {
 		t.Fatalf("a query through the forwarding proxy failed: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,17 +16,7 @@ import (
 
 var mariadb *testdb.MariaDB
 
-func TestMain(m *testing.M) {
-	var err error
-	mariadb, err = testdb.StartMariaDB()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	mariadb.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testdb.Main(m, &mariadb) }
 
 // The expectations below are written from the panel's migrations (PUQcloud 1.3.0), in Laravel's
 // blueprint vocabulary, and say what MariaDB reports for what Laravel 12's MariaDB grammar emits:
