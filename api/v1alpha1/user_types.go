@@ -101,7 +101,8 @@ const (
 type UserDeletionPolicy string
 
 const (
-	// UserDeletionDelete deletes the panel user once it has no client associations.
+	// UserDeletionDelete deletes the panel user; when the panel keeps it (it belongs to clients),
+	// its login is disabled and it is released.
 	UserDeletionDelete UserDeletionPolicy = "Delete"
 	// UserDeletionRetain leaves the panel user as it is.
 	UserDeletionRetain UserDeletionPolicy = "Retain"
@@ -176,8 +177,9 @@ type UserSpec struct {
 	Adoption AdoptionPolicy `json:"adoption,omitempty"`
 
 	// deletionPolicy says what happens to the panel user when this resource is deleted: "Delete"
-	// (the default) removes it once it has no client associations, "Disable" makes it inactive and
-	// disabled, "Retain" leaves it untouched.
+	// (the default) removes it where the panel allows, and where the panel keeps it (it belongs to
+	// clients) disables its login and releases it; "Disable" makes it inactive and disabled;
+	// "Retain" leaves it untouched. Either way the resource goes without waiting on the panel.
 	// +optional
 	// +kubebuilder:default=Delete
 	DeletionPolicy UserDeletionPolicy `json:"deletionPolicy,omitempty"`

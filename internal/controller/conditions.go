@@ -192,3 +192,10 @@ func databaseOutcome(err error) *outcome {
 	}
 	return &o
 }
+
+func deref(o *outcome) outcome {
+	if o == nil {
+		return retrying(v1.ReasonProgressing, "Reconciling")
+	}
+	return *o
+}

@@ -4,6 +4,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
 
@@ -118,10 +120,34 @@ func WrapSecretWatchClient(wrap func(metadata.Interface) metadata.Interface) (re
 	return func() { newMetadataClient = real }
 }
 
-// FailUserExists makes the check that a bound panel user exists fail with err, until restore.
-// Set it only while no manager runs.
-func FailUserExists(err error) (restore func()) {
-	real := userExists
-	userExists = func(*panel.Store, context.Context, string) (bool, error) { return false, err }
-	return func() { userExists = real }
+// FailLocate makes the lookup of a User's panel user fail with err, until restore. Set it only
+// while no manager runs.
+func FailLocate(err error) (restore func()) {
+	real := locate
+	locate = func(*panel.Store, context.Context, panel.Lookup) (panel.Located, error) { return panel.Located{}, err }
+	return func() { locate = real }
+}
+
+// CutAfterTheFirstPanelWrite stops the first reconcile of a User that commits a panel write between
+// the commit and the status write, until release; that reconcile then fails there, as a kill -9
+// or a lost conflict at the worst moment would make it. Later reconciles pass. reached is closed
+// when the cut is reached.
+func CutAfterTheFirstPanelWrite() (reached <-chan struct{}, release, restore func()) {
+	real := afterPanelWrite
+	hit, gate := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	afterPanelWrite = func(ctx context.Context, _ *v1.User) error {
+		if !first.CompareAndSwap(false, true) {
+			return nil
+		}
+		close(hit)
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return errors.New("the reconcile was cut between the panel write and the status write (test)")
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	return hit, release, func() { release(); afterPanelWrite = real }
 }

@@ -112,25 +112,21 @@ func isReady(u *v1.User) bool {
 }
 
 // inSync reports whether a reconcile of the Ready User would write nothing to the panel and leave
-// its status as it is, judged from the panel user's snapshot. It must agree with Reconcile: when
-// in doubt it says no, and the reconcile decides.
+// its status as it is: the same planner as Reconcile, over the panel user's snapshot from the
+// batch and the Secret version the Secret watch knows (no Secret is read). A plan that would need
+// more than that (a TOTP seed, a Secret version the watch does not know) is not in sync: the
+// reconcile decides.
 func (r *UserReconciler) inSync(user *v1.User, snap *panel.Snapshot) bool {
-	if snap == nil || !snap.Exists || wantsTOTP(user) {
+	if snap == nil || !snap.Exists {
 		return false
 	}
-	b, o := r.ownBinding(user, user.Status.UUID, snap.Binding)
-	if o != nil || b == nil || *b != r.binding(user, b.SecretVersion) {
-		return false
-	}
-	if b.SecretVersion == "" || r.cachedSecretVersion(user) != b.SecretVersion {
-		return false
-	}
-	u, ok := snap.Matches(desiredFields(user))
-	if !ok {
+	f := userFacts{user: user, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
+		password: secretFacts{version: r.cachedSecretVersion(user)}}
+	p := planUser(r.Options, f)
+	if !p.empty() {
 		return false
 	}
 	st := user.Status.DeepCopy()
-	setObservedUser(st, u, snap.Clients)
-	st.PasswordSecretVersion = b.SecretVersion
+	plannedStatus(st, p, snap.User(), snap.Clients)
 	return equality.Semantic.DeepEqual(st, &user.Status)
 }

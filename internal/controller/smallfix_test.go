@@ -261,7 +261,7 @@ func TestFailedBoundUserCheckIsDatabaseUnavailable(t *testing.T) {
 	if err := k8s.Status().Update(e.ctx(), got); err != nil {
 		t.Fatal(err)
 	}
-	restore := controller.FailUserExists(fmt.Errorf("cannot check the panel user: %w", panel.ErrUnavailable))
+	restore := controller.FailLocate(fmt.Errorf("cannot check the panel user: %w", panel.ErrUnavailable))
 	e.start()
 	e.waitUser(u, v1.ReasonDatabaseUnavailable)
 	e.shutdown()

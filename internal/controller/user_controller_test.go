@@ -567,38 +567,6 @@ func TestDeletionPolicies(t *testing.T) {
 	}
 }
 
-func TestDeletionBlockedByPanelAssociationsThenProceeds(t *testing.T) {
-	e := newEnv(t)
-	u, id := e.readyUser("jane")
-	clientUUID := e.insertClient("Made In Panel Ltd")
-	if _, err := e.db.Exec("INSERT INTO client_x_user (client_uuid, user_uuid, owner, permissions) VALUES (?, ?, 0, '[]')",
-		clientUUID, id); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8s.Delete(e.ctx(), u); err != nil {
-		t.Fatal(err)
-	}
-	got := &v1.User{}
-	e.eventually(20*time.Second, func() string {
-		if err := k8s.Get(e.ctx(), clientKey(u), got); err != nil {
-			return err.Error()
-		}
-		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
-		if c == nil || c.Reason != v1.ReasonDeletionBlocked || !strings.Contains(c.Message, "Made In Panel Ltd") {
-			return "no DeletionBlocked condition naming the client"
-		}
-		return ""
-	})
-	// The association goes in the panel, which no watch sees: the User looks again by itself.
-	if _, err := e.db.Exec("DELETE FROM client_x_user WHERE user_uuid = ?", id); err != nil {
-		t.Fatal(err)
-	}
-	e.waitGoneWithin(u, blockedLookAgainWithin)
-	if n := e.count("SELECT COUNT(*) FROM users WHERE uuid = ?", id); n != 0 {
-		t.Error("the panel user is still there")
-	}
-}
-
 // blockedLookAgainWithin is how soon a deletion blocked by the panel must notice that the panel
 // no longer blocks it: the operator looks again at least every 30s, plus time for the deletion.
 const blockedLookAgainWithin = 40 * time.Second

@@ -105,25 +105,11 @@ func (s *Store) FindBinding(ctx context.Context, instance, namespace, name strin
 // user. It writes nothing when the binding is already exactly this one.
 func (s *Store) Bind(ctx context.Context, b Binding) error {
 	return s.tx(ctx, "bind the panel user", func(tx *sql.Tx) error {
-		var cur Binding
-		var version sql.NullString
-		err := tx.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, secret_version FROM "+bindingTable+
-			" WHERE user_uuid = ?"+s.forUpdate(), b.UserUUID).Scan(&cur.Namespace, &cur.Name, &cur.ResourceUID, &cur.InstanceID, &version)
-		now := s.timestamp()
-		switch {
-		case isNoRows(err):
-			return insertBinding(ctx, tx, b, now)
-		case err != nil:
+		cur, err := readBinding(ctx, tx, b.UserUUID, s.forUpdate())
+		if err != nil || (cur != nil && *cur == b) {
 			return err
 		}
-		cur.UserUUID, cur.SecretVersion = b.UserUUID, version.String
-		if cur == b {
-			return nil
-		}
-		_, err = tx.ExecContext(ctx, "UPDATE "+bindingTable+" SET namespace = ?, name = ?, resource_uid = ?, "+
-			"instance_id = ?, secret_version = ?, updated_at = ? WHERE user_uuid = ?", b.Namespace, b.Name, b.ResourceUID,
-			b.InstanceID, nullable(b.SecretVersion), now, b.UserUUID)
-		return err
+		return writeBinding(ctx, tx, cur != nil, b, s.timestamp())
 	})
 }
 

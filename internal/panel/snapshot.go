@@ -190,3 +190,19 @@ func sortClients(cs []UserClient) {
 			cmp.Compare(a.UUID, b.UUID))
 	})
 }
+
+// SnapshotOf is the snapshot the store would read of a panel user that Apply made from d with
+// binding b and that has the clients: for planners' table tests, which decide without a database.
+func SnapshotOf(userUUID string, d DesiredUser, b *Binding, clients []UserClient) *Snapshot {
+	r := row{"uuid": userUUID, "status": "new", "disable": "0"}
+	for c, v := range desiredColumns(d) {
+		if v != nil {
+			r[c] = *v
+		}
+	}
+	vs, _, _ := syncVerifications(context.Background(), nil, userUUID, nil, d, "")
+	for i := range vs {
+		vs[i].fresh = false
+	}
+	return &Snapshot{UUID: userUUID, Exists: true, Binding: b, Clients: clients, row: r, verifications: vs}
+}

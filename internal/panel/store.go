@@ -118,10 +118,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The checks at start (reachable, schema, the binding table) run once; they get at least the
+	// default deadline, so a short operation deadline does not fail a start on a busy server.
+	opTimeout := s.timeout
+	s.timeout = max(s.timeout, DefaultOperationTimeout)
 	if err := s.prepare(ctx); err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
+	s.timeout = opTimeout
 	return s, nil
 }
 

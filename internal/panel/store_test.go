@@ -1018,3 +1018,12 @@ func TestSnapshotsReadWhatTheLockedPathReads(t *testing.T) {
 		}
 	})
 }
+
+// commits is MariaDB's count of committed transactions, server-wide; -1 on SQLite.
+func (f fixture) commits(t *testing.T) int {
+	t.Helper()
+	if f.store.Engine() != panel.EngineMySQL {
+		return -1
+	}
+	return f.count(t, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'COM_COMMIT'")
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
-	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -150,55 +149,11 @@ func userFromRow(r row, vs []verification) User {
 
 // CreateUser inserts a panel user with the desired fields and the bcrypt hash (stored as $2y$),
 // its email verification row, an activity row and, when b is not nil, its binding to b's resource,
-// in one transaction: a crash can never leave a panel user the operator made without the binding
-// that says whose it is.
+// in one transaction (Apply): a crash can never leave a panel user the operator made without the
+// binding that says whose it is.
 func (s *Store) CreateUser(ctx context.Context, d DesiredUser, passwordHash string, b *Binding) (User, error) {
-	hash, err := PanelHash(passwordHash)
-	if err != nil {
-		return User{}, err
-	}
-	if err := d.validate(); err != nil {
-		return User{}, err
-	}
-	var u User
-	err = s.tx(ctx, "create the panel user", func(tx *sql.Tx) error {
-		id := uuid.NewString()
-		now := s.timestamp()
-		status, disable := "new", false
-		if d.State != StateUnmanaged {
-			status, disable = string(d.State), d.State == StateInactive
-		}
-		_, err := tx.ExecContext(ctx, "INSERT INTO users (`uuid`, `email`, `phone_number`, `password`, `status`, "+
-			"`two_factor`, `disable`, `firstname`, `lastname`, `email_verified`, `phone_verified`, `language`, "+
-			"`admin_notes`, `created_at`, `updated_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			id, d.Email, nullable(d.Phone), hash, status, boolInt(d.TwoFactor), boolInt(disable), d.FirstName,
-			nullable(d.LastName), boolInt(d.EmailVerified), boolInt(d.PhoneVerified), nullable(d.Language),
-			nullable(d.AdminNotes), now, now)
-		if err != nil {
-			return err
-		}
-		vs, _, err := syncVerifications(ctx, tx, id, nil, d, now)
-		if err != nil {
-			return err
-		}
-		r, err := s.readUserRow(ctx, tx, "uuid = ?", id, false)
-		if err != nil {
-			return err
-		}
-		if err := s.logActivity(ctx, tx, actionCreate, id, nil, s.userJSON(r, nil)); err != nil {
-			return err
-		}
-		if b != nil {
-			bound := *b
-			bound.UserUUID = id
-			if err := insertBinding(ctx, tx, bound, now); err != nil {
-				return err
-			}
-		}
-		u = userFromRow(r, vs)
-		return nil
-	})
-	return u, err
+	a, err := s.Apply(ctx, UserChange{Desired: &d, PasswordHash: passwordHash, Binding: b})
+	return a.User, err
 }
 
 // ApplyUser makes the panel user match d, writing only what differs: no UPDATE, no updated_at
@@ -226,45 +181,8 @@ func (s *Store) ApplyUser(ctx context.Context, userUUID string, d DesiredUser, s
 			}
 		}
 	}
-	var changed []string
-	var result User
-	err := s.tx(ctx, "update the panel user", func(tx *sql.Tx) error {
-		changed = nil
-		before, err := s.readUserRow(ctx, tx, "uuid = ?", userUUID, true)
-		if isNoRows(err) {
-			return fmt.Errorf("user %s: %w", userUUID, ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		vs, err := s.readVerifications(ctx, tx, userUUID, true)
-		if err != nil {
-			return err
-		}
-		vs, verificationChanges, err := syncVerifications(ctx, tx, userUUID, vs, d, s.timestamp())
-		if err != nil {
-			return err
-		}
-		want := desiredColumns(d)
-		cols := changedColumns(before, want)
-		after := maps.Clone(before)
-		if len(cols) > 0 {
-			if err := s.updateUserColumns(ctx, tx, userUUID, before, cols, want); err != nil {
-				return err
-			}
-			for _, c := range cols {
-				if w := want[c]; w != nil {
-					after[c] = *w
-				} else {
-					delete(after, c)
-				}
-			}
-		}
-		result = userFromRow(after, vs)
-		changed = append(cols, verificationChanges...)
-		return nil
-	})
-	return result, changed, err
+	a, err := s.Apply(ctx, UserChange{UUID: userUUID, Desired: &d})
+	return a.User, a.Changed, err
 }
 
 // changedColumns names the managed columns of a user row that differ from the desired columns
@@ -318,8 +236,11 @@ func desiredColumns(d DesiredUser) map[string]*string {
 	return cols
 }
 
+// updateUserColumns writes the columns cols (values from want) and, when hash is set, the password,
+// with updated_at, in one UPDATE, and logs one activity row. The hash never reaches the activity
+// row: the panel hides the password column.
 func (s *Store) updateUserColumns(ctx context.Context, tx *sql.Tx, userUUID string, before row, cols []string,
-	want map[string]*string) error {
+	want map[string]*string, hash string) error {
 	now := s.timestamp()
 	sets := make([]string, 0, len(cols)+1)
 	args := make([]any, 0, len(cols)+2)
@@ -335,6 +256,10 @@ func (s *Store) updateUserColumns(ctx context.Context, tx *sql.Tx, userUUID stri
 			nulls = append(nulls, c)
 		}
 	}
+	if hash != "" {
+		sets = append(sets, "`password` = ?")
+		args = append(args, hash)
+	}
 	sets = append(sets, "`updated_at` = ?")
 	args = append(args, now, userUUID)
 	changes["updated_at"] = now
@@ -346,22 +271,8 @@ func (s *Store) updateUserColumns(ctx context.Context, tx *sql.Tx, userUUID stri
 
 // SetPasswordHash stores a bcrypt hash as the user's password, with the $2y$ prefix PHP requires.
 func (s *Store) SetPasswordHash(ctx context.Context, userUUID, passwordHash string) error {
-	hash, err := PanelHash(passwordHash)
-	if err != nil {
-		return err
-	}
-	return s.tx(ctx, "set the panel user's password", func(tx *sql.Tx) error {
-		before, err := s.readUserRow(ctx, tx, "uuid = ?", userUUID, true)
-		if err != nil {
-			return err
-		}
-		now := s.timestamp()
-		if _, err := tx.ExecContext(ctx, "UPDATE users SET `password` = ?, `updated_at` = ? WHERE uuid = ?",
-			hash, now, userUUID); err != nil {
-			return err
-		}
-		return s.logActivity(ctx, tx, actionUpdate, userUUID, s.userJSON(before, nil), s.userJSON(row{"updated_at": now}, nil))
-	})
+	_, err := s.Apply(ctx, UserChange{UUID: userUUID, PasswordHash: passwordHash})
+	return err
 }
 
 // DeleteUser deletes a panel user, as the panel does: refused while the user has any client
@@ -407,18 +318,8 @@ func (s *Store) DisableUser(ctx context.Context, userUUID string) (bool, error) 
 		if err != nil {
 			return err
 		}
-		want := map[string]*string{"status": new("inactive"), "disable": new("1")}
-		var cols []string
-		for _, c := range []string{"status", "disable"} {
-			if before[c] != *want[c] {
-				cols = append(cols, c)
-			}
-		}
-		if len(cols) == 0 {
-			return nil
-		}
-		changed = true
-		return s.updateUserColumns(ctx, tx, userUUID, before, cols, want)
+		changed = before["status"] != "inactive" || before["disable"] != "1"
+		return s.disableLocked(ctx, tx, userUUID, before)
 	})
 	return changed, err
 }

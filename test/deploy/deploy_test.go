@@ -149,7 +149,7 @@ var allowed = map[string][]string{
 	"/secrets":                                        {"create", "delete", "get", "list", "watch"},
 	"events.k8s.io/events":                            {"create", "patch"},
 	"panel.puqcloud.com/users":                        {"get", "list", "update", "watch"},
-	"panel.puqcloud.com/users/status":                 {"update"},
+	"panel.puqcloud.com/users/status":                 {"patch"},
 	"panel.puqcloud.com/users/finalizers":             {"update"},
 	"panel.puqcloud.com/clientmemberships":            {"delete", "get", "list", "update", "watch"},
 	"panel.puqcloud.com/clientmemberships/status":     {"update"},

@@ -1,0 +1,119 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+)
+
+// locate is panel.Store.Locate; a variable so a test can make it fail.
+var locate = (*panel.Store).Locate
+
+// gatherUser reads what planUser decides from: the User's email peers, its panel user (one round
+// trip in the usual case), and its password and TOTP Secrets. It reads nothing more once the facts
+// read so far already stop the plan (a bad spec reads nothing; a waiting duplicate reads no
+// Secret), and the password Secret only when its version differs from the one the panel holds.
+func (r *UserReconciler) gatherUser(ctx context.Context, user *v1.User) (userFacts, error) {
+	f := userFacts{user: user}
+	if checkSpec(r.Options, user) != nil {
+		return f, nil
+	}
+	if err := r.gatherPeers(ctx, &f); err != nil {
+		return f, err
+	}
+	if checkHolder(r.Options, f) != nil {
+		return f, nil
+	}
+	found, err := locate(r.Store, ctx, panel.Lookup{UUID: user.Status.UUID, Instance: r.Options.InstanceID,
+		Namespace: user.Namespace, Name: user.Name, Email: user.Spec.Email})
+	if err != nil {
+		return f, err
+	}
+	f.found = found
+	applied := ""
+	if b := bindingOf(found); b != nil && b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+		applied = b.SecretVersion
+	}
+	if f.password, err = r.gatherPassword(ctx, user, applied); err != nil {
+		return f, err
+	}
+	if wantsTOTP(user) || found.Snapshot != nil {
+		if f.totp, err = r.gatherTOTP(ctx, user); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func bindingOf(l panel.Located) *panel.Binding {
+	if l.Snapshot == nil {
+		return nil
+	}
+	return l.Snapshot.Binding
+}
+
+// gatherPeers reads the Users sharing the email. A User alone with its email costs no database
+// round trip, unless it was waiting for a holder (that holder may have changed its email and not
+// yet moved its panel user off this one); one that shares it reads which resource the panel user
+// with the email is bound to, so every peer decides from the same facts.
+func (r *UserReconciler) gatherPeers(ctx context.Context, f *userFacts) error {
+	user := f.user
+	var peers v1.UserList
+	if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(user.Spec.Email)}); err != nil {
+		return fmt.Errorf("cannot list Users by email: %w", err)
+	}
+	f.peersRead, f.peers = true, peers.Items
+	if !slices.ContainsFunc(peers.Items, func(p v1.User) bool { return p.UID != user.UID }) &&
+		!isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
+		return nil
+	}
+	bound, err := r.emailBinding(ctx, user.Spec.Email)
+	if err != nil {
+		return err
+	}
+	f.emailBound = bound
+	f.mover = r.movingHolder(ctx, peers.Items, bound)
+	return nil
+}
+
+// gatherPassword reads the password Secret, unless the Secret watch knows its version is the
+// one applied: then nothing is read.
+func (r *UserReconciler) gatherPassword(ctx context.Context, user *v1.User, applied string) (secretFacts, error) {
+	if applied != "" && r.cachedSecretVersion(user) == applied {
+		return secretFacts{version: applied}, nil
+	}
+	key := types.NamespacedName{Namespace: user.Namespace, Name: user.Spec.PasswordSecretRef.Name}
+	secret := &corev1.Secret{}
+	if err := r.readSecret(ctx, key, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return secretFacts{read: true, missing: true}, nil
+		}
+		return secretFacts{}, fmt.Errorf("cannot read the password Secret: %w", err)
+	}
+	secretVersion := string(secret.UID) + "/" + secret.ResourceVersion
+	r.secrets.Saw(key, secretVersion)
+	return secretFacts{read: true, version: appliedVersion(secretVersion, passwordKey(user)),
+		value: trimLineEnding(string(secret.Data[passwordKey(user)]))}, nil
+}
+
+// gatherTOTP reads the User's TOTP Secret.
+func (r *UserReconciler) gatherTOTP(ctx context.Context, user *v1.User) (totpFacts, error) {
+	secret := &corev1.Secret{}
+	err := r.readSecret(ctx, types.NamespacedName{Namespace: user.Namespace, Name: totpSecretName(user)}, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return totpFacts{read: true}, nil
+	case err != nil:
+		return totpFacts{}, fmt.Errorf("cannot read the TOTP Secret: %w", err)
+	}
+	return totpFacts{read: true, exists: true, owned: metav1.IsControlledBy(secret, user), seed: string(secret.Data["secret"])}, nil
+}

@@ -1,0 +1,195 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/password"
+)
+
+// The planner decides every reconcile from facts alone: these cases are the decisions, with no
+// database or API server behind them.
+func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
+	opts := Options{InstanceID: "test", Languages: []string{"en", "pl"}, PasswordPolicy: password.Policy{MinLength: 8}}
+	base := func(mutate ...func(*v1.User)) *v1.User {
+		u := &v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "jane", UID: "uid-jane", Generation: 1},
+			Spec: v1.UserSpec{Email: "jane@example.com", FirstName: "Jane",
+				PasswordSecretRef: v1.SecretKeyReference{Name: "jane-password"}}}
+		for _, m := range mutate {
+			m(u)
+		}
+		return u
+	}
+	own := func(u *v1.User, version string) *panel.Binding {
+		return &panel.Binding{UserUUID: "p-1", Namespace: u.Namespace, Name: u.Name, ResourceUID: string(u.UID),
+			InstanceID: "test", SecretVersion: version}
+	}
+	snapOf := func(u *v1.User, b *panel.Binding) *panel.Snapshot {
+		return panel.SnapshotOf("p-1", desiredFields(u), b, nil)
+	}
+	read := func(value, version string) secretFacts {
+		return secretFacts{read: true, value: value, version: version}
+	}
+	const strong = "correct horse battery staple"
+
+	type want struct {
+		stop       string // the outcome's reason; "" when the plan goes ahead
+		incomplete bool
+		create     bool
+		write      bool // a panel change
+		cleartext  bool
+		adopt      bool
+		issueTOTP  bool
+		withdraw   bool
+		version    string
+		msg        string // in the stop message
+	}
+	cases := []struct {
+		name  string
+		facts func() userFacts
+		want  want
+	}{
+		{"a language the panel does not offer stops before anything is read", func() userFacts {
+			return userFacts{user: base(func(u *v1.User) { u.Spec.Language = "xx" })}
+		}, want{stop: v1.ReasonUnsupportedLanguage, msg: "en, pl"}},
+		{"an older User holding the email makes this one wait", func() userFacts {
+			u := base()
+			older := *base()
+			older.Name, older.UID, older.CreationTimestamp = "older", "uid-older", metav1.Unix(1, 0)
+			u.CreationTimestamp = metav1.Unix(2, 0)
+			return userFacts{user: u, peersRead: true, peers: []v1.User{older, *u}}
+		}, want{stop: v1.ReasonDuplicateEmail, msg: "ns/older, created earlier"}},
+		{"the peer bound to the panel user holds the email whatever the ages", func() userFacts {
+			u := base()
+			older := *base()
+			older.Name, older.UID, older.CreationTimestamp = "older", "uid-older", metav1.Unix(1, 0)
+			u.CreationTimestamp = metav1.Unix(2, 0)
+			return userFacts{user: u, peersRead: true, peers: []v1.User{older, *u}, emailBound: own(u, "v1"),
+				found: panel.Located{}, password: read(strong, "v1")}
+		}, want{create: true, write: true, cleartext: true, version: "v1"}},
+		{"no panel user: create it with its binding, carrying the resource's UID", func() userFacts {
+			return userFacts{user: base(), password: read(strong, "s/1")}
+		}, want{create: true, write: true, cleartext: true, version: "s/1"}},
+		{"a missing Secret stops the create", func() userFacts {
+			return userFacts{user: base(), password: secretFacts{read: true, missing: true}}
+		}, want{stop: v1.ReasonSecretNotFound, msg: "ns/jane-password"}},
+		{"a Secret without the key stops", func() userFacts {
+			return userFacts{user: base(), password: read("", "s/1")}
+		}, want{stop: v1.ReasonSecretKeyMissing}},
+		{"a weak password stops and names no password", func() userFacts {
+			return userFacts{user: base(), password: read("short", "s/1")}
+		}, want{stop: v1.ReasonWeakPassword}},
+		{"a key passwordHash that is not bcrypt stops", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash })
+			return userFacts{user: u, password: read("not-a-hash", "s/1/passwordHash")}
+		}, want{stop: v1.ReasonInvalidPasswordHash}},
+		{"an unbound panel user with the email is not taken without adoption", func() userFacts {
+			u := base()
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaEmail}, password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonEmailTakenInPanel, msg: "adoption: IfExists"}},
+		{"a status naming an unbound panel user (copied from elsewhere) does not take it", func() userFacts {
+			u := base(func(u *v1.User) { u.Status.UUID = "p-1" })
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaStatus}, password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonEmailTakenInPanel, msg: "status.uuid"}},
+		{"adoption takes an unbound panel user, expecting it still unbound at commit", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists })
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaEmail}, password: read(strong, "s/1")}
+		}, want{adopt: true, write: true, cleartext: true, version: "s/1"}},
+		{"a panel user bound to another resource is never taken", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists })
+			b := own(u, "s/1")
+			b.Name = "someone-else"
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, b), Via: panel.ViaEmail}, password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonBoundElsewhere, msg: "ns/someone-else"}},
+		{"in sync: nothing to write, no Secret needed", func() userFacts {
+			u := base()
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, own(u, "s/1")), Via: panel.ViaStatus},
+				password: secretFacts{version: "s/1"}}
+		}, want{version: "s/1"}},
+		{"a rotated Secret is hashed and written with its new version", func() userFacts {
+			u := base()
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, own(u, "s/1")), Via: panel.ViaStatus},
+				password: read(strong, "s/2")}
+		}, want{write: true, cleartext: true, version: "s/2"}},
+		{"a rotation the resync cannot read is left to a reconcile", func() userFacts {
+			u := base()
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, own(u, "s/1")), Via: panel.ViaStatus},
+				password: secretFacts{version: "s/2"}}
+		}, want{incomplete: true}},
+		{"a field changed in the panel is written back", func() userFacts {
+			u := base()
+			snap := snapOf(u, own(u, "s/1"))
+			u.Spec.FirstName = "Janet"
+			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus}, password: secretFacts{version: "s/1"}}
+		}, want{write: true, version: "s/1"}},
+		{"TOTP wanted with no Secret: issue one", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
+			return userFacts{user: u, password: read(strong, "s/1"), totp: totpFacts{read: true}}
+		}, want{create: true, write: true, cleartext: true, issueTOTP: true, version: "s/1"}},
+		{"TOTP wanted and a Secret of that name someone else owns: stop", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
+			return userFacts{user: u, password: read(strong, "s/1"), totp: totpFacts{read: true, exists: true}}
+		}, want{stop: "TOTPSecretConflict", msg: "ns/jane-totp"}},
+		{"TOTP off with an owned Secret left (a lost status write): withdraw the seed", func() userFacts {
+			u := base()
+			d := desiredFields(u)
+			d.TOTPSecret, d.DefaultMethod = "SEED", panel.MethodTOTP
+			snap := panel.SnapshotOf("p-1", d, own(u, "s/1"), nil)
+			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
+				password: secretFacts{version: "s/1"}, totp: totpFacts{read: true, exists: true, owned: true, seed: "SEED"}}
+		}, want{write: true, withdraw: true, version: "s/1"}},
+		{"TOTP off and status names a Secret the resync did not read: left to a reconcile", func() userFacts {
+			u := base(func(u *v1.User) { u.Status.TOTPSecretName = "jane-totp" })
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, own(u, "s/1")), Via: panel.ViaStatus},
+				password: secretFacts{version: "s/1"}}
+		}, want{incomplete: true}},
+		{"a status naming a panel user deleted outside the operator: create anew", func() userFacts {
+			return userFacts{user: base(func(u *v1.User) { u.Status.UUID = "p-gone" }), password: read(strong, "s/1")}
+		}, want{create: true, write: true, cleartext: true, version: "s/1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.facts()
+			p := planUser(opts, f)
+			got := want{incomplete: p.incomplete, write: p.change != nil, cleartext: p.cleartext != "", adopt: p.adopt,
+				issueTOTP: p.issueTOTP, withdraw: p.withdrawTOTP, create: p.change != nil && p.change.UUID == ""}
+			if p.stop != nil {
+				got.stop = p.stop.reason
+			}
+			if got.stop == "" && !got.incomplete {
+				got.version = p.version
+			}
+			msg := tc.want.msg
+			tc.want.msg = ""
+			if got != tc.want {
+				t.Errorf("plan = %+v, want %+v", got, tc.want)
+			}
+			if p.stop != nil && !strings.Contains(p.stop.message, msg) {
+				t.Errorf("stop message %q does not say %q", p.stop.message, msg)
+			}
+			if p.stop != nil && (strings.Contains(p.stop.message, strong) || strings.Contains(p.stop.message, "short")) {
+				t.Errorf("stop message %q holds the password", p.stop.message)
+			}
+			if c := p.change; c != nil {
+				b := c.Binding
+				if b == nil || b.ResourceUID != string(f.user.UID) || b.InstanceID != "test" || b.SecretVersion != p.version {
+					t.Errorf("the change binds %+v, want the User's UID, instance and version %q", b, p.version)
+				}
+				if c.UUID != "" && f.found.Snapshot != nil && !sameExpect(c.Expect, f.found.Snapshot.Binding) {
+					t.Errorf("the change expects binding %+v, want the one read (%+v)", c.Expect, f.found.Snapshot.Binding)
+				}
+			}
+		})
+	}
+}
+
+func sameExpect(a, b *panel.Binding) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
