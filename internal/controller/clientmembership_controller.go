@@ -30,6 +30,11 @@ import (
 // MembershipFinalizer keeps a ClientMembership until its panel association is removed or released.
 const MembershipFinalizer = "panel.puqcloud.com/clientmembership"
 
+// membershipStatusHook, when set (by tests only), runs after the store committed and before the
+// status is written; an error it returns is the reconcile's, and the status is not written: as if
+// the process had died between the two.
+var membershipStatusHook func(*v1.ClientMembership) error
+
 // ClientMembershipReconciler keeps a client_x_user row equal to its ClientMembership.
 type ClientMembershipReconciler struct {
 	client.Client
@@ -114,7 +119,8 @@ func (r *ClientMembershipReconciler) reconcileNormal(ctx context.Context, m *v1.
 	for _, p := range m.Spec.Permissions {
 		perms = append(perms, string(p))
 	}
-	changed, err := r.Store.ApplyMembership(ctx, user.Status.UUID, c.UUID, m.Spec.Owner, perms)
+	changed, err := r.Store.ApplyMembership(ctx, r.binding(m, user.Status.UUID, c.UUID),
+		panel.Membership{Owner: m.Spec.Owner, Permissions: perms}, "")
 	if errors.Is(err, panel.ErrRefused) {
 		return waiting(v1.ReasonOwnerConflict, "The user owns client %s; the panel takes ownership away only by "+
 			"transferring it. Set spec.owner: true on another membership of this client.", c.UUID), nil
@@ -181,13 +187,29 @@ func (r *ClientMembershipReconciler) reconcileDelete(ctx context.Context, m *v1.
 		controllerutil.RemoveFinalizer(m, MembershipFinalizer)
 		return ctrl.Result{}, r.Update(ctx, m)
 	}
-	if m.Spec.DeletionPolicy != v1.MembershipDeletionRetain && m.Status.UserUUID != "" && m.Status.ClientUUID != "" &&
-		!r.lostToOlder(m) {
-		err := r.Store.RemoveMembership(ctx, m.Status.UserUUID, m.Status.ClientUUID)
+	// The binding table, not status, says what this resource made: a status write lost after the
+	// association committed must not leave the association behind.
+	bound, err := r.Store.BoundMemberships(ctx, r.Options.InstanceID, string(m.UID))
+	if err != nil {
+		if o := databaseOutcome(err); o != nil {
+			setConditions(&m.Status.Conditions, m.Generation, *o)
+			_ = r.patchStatus(ctx, m, before)
+		}
+		return ctrl.Result{}, err
+	}
+	for _, st := range bound {
+		b := *st.Binding
+		if m.Spec.DeletionPolicy == v1.MembershipDeletionRetain {
+			if err := r.Store.ReleaseMembership(ctx, b); err != nil {
+				return ctrl.Result{}, err
+			}
+			continue
+		}
+		err := r.Store.RemoveMembership(ctx, b)
 		if errors.Is(err, panel.ErrRefused) {
 			o := waiting(v1.ReasonOwnerRemovalBlocked, "The user is the owner of client %s and the panel does not remove an owner. "+
 				"Make another user the owner (spec.owner: true on their membership), or set spec.deletionPolicy: Retain.",
-				m.Status.ClientUUID)
+				b.ClientUUID)
 			if !isStalledReason(m.Status.Conditions, v1.ReasonOwnerRemovalBlocked) {
 				r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonOwnerRemovalBlocked, "RemoveMembership", o.message)
 			}
@@ -206,21 +228,26 @@ func (r *ClientMembershipReconciler) reconcileDelete(ctx context.Context, m *v1.
 			}
 			return ctrl.Result{}, err
 		}
-		logf.FromContext(ctx).Info("Removed panel association", "membership", klog.KObj(m), "client", m.Status.ClientUUID)
+		logf.FromContext(ctx).Info("Removed panel association", "membership", klog.KObj(m), "client", b.ClientUUID)
 	}
 	controllerutil.RemoveFinalizer(m, MembershipFinalizer)
 	return ctrl.Result{}, r.Update(ctx, m)
 }
 
-// lostToOlder reports whether the membership never held its row (it was a duplicate or lost an
-// owner conflict), so deleting it must leave the winner's row alone.
-func (r *ClientMembershipReconciler) lostToOlder(m *v1.ClientMembership) bool {
-	return isReadyReason(m.Status.Conditions, v1.ReasonDuplicateMembership)
+// binding is the membership binding of m for a user and a client.
+func (r *ClientMembershipReconciler) binding(m *v1.ClientMembership, userUUID, clientUUID string) panel.MembershipBinding {
+	return panel.MembershipBinding{UserUUID: userUUID, ClientUUID: clientUUID, Namespace: m.Namespace, Name: m.Name,
+		ResourceUID: string(m.UID), InstanceID: r.Options.InstanceID}
 }
 
 func (r *ClientMembershipReconciler) patchStatus(ctx context.Context, m *v1.ClientMembership, before *v1.ClientMembershipStatus) error {
 	if equality.Semantic.DeepEqual(before, &m.Status) {
 		return nil
+	}
+	if membershipStatusHook != nil {
+		if err := membershipStatusHook(m); err != nil {
+			return err
+		}
 	}
 	return r.Status().Update(ctx, m)
 }

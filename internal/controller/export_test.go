@@ -4,6 +4,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
 
@@ -124,4 +126,19 @@ func FailUserExists(err error) (restore func()) {
 	real := userExists
 	userExists = func(*panel.Store, context.Context, string) (bool, error) { return false, err }
 	return func() { userExists = real }
+}
+
+// LoseMembershipStatusWrites makes every status write of the ClientMembership called name, while
+// it is not being deleted, fail after the store has committed: the process "dies" between the
+// commit and the status write. failed counts the writes lost. Set it only while no manager runs.
+func LoseMembershipStatusWrites(name string) (failed func() int, restore func()) {
+	var n atomic.Int32
+	membershipStatusHook = func(m *v1.ClientMembership) error {
+		if m.Name != name || !m.DeletionTimestamp.IsZero() {
+			return nil
+		}
+		n.Add(1)
+		return errors.New("test hook: the process died between the commit and the status write")
+	}
+	return func() int { return int(n.Load()) }, func() { membershipStatusHook = nil }
 }
