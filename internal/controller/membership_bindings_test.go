@@ -41,3 +41,48 @@ func TestAssociationWhoseStatusWriteWasLostIsRemovedOnDeletion(t *testing.T) {
 		t.Errorf("the association committed before the lost status write outlived its ClientMembership: client_x_user = %s", row)
 	}
 }
+
+// membershipBinding is the puq_operator_membership_bindings row of a user and client: the
+// resource UID holding it, or "absent".
+func (e *env) membershipBinding(userUUID, clientUUID string) string {
+	e.t.Helper()
+	if e.count("SELECT COUNT(*) FROM puq_operator_membership_bindings WHERE user_uuid = ? AND client_uuid = ?",
+		userUUID, clientUUID) == 0 {
+		return "absent"
+	}
+	return e.str("SELECT resource_uid FROM puq_operator_membership_bindings WHERE user_uuid = ? AND client_uuid = ?",
+		userUUID, clientUUID)
+}
+
+// An association held by another resource (the same user and client, another UID: here a
+// membership of another operator instance) is never removed by a deletion, though the deleted
+// membership's status names it and says Ready.
+func TestDeletionLeavesAnAssociationBoundToAnotherResource(t *testing.T) {
+	e := newEnv(t)
+	acme := e.insertClient("Acme Hosting Ltd")
+	_, id := e.readyUser("jane")
+	m := e.membership("jane-acme", "jane", v1.ClientSelector{UUID: acme}, perms(v1.PermissionManageOrders))
+	e.create(m)
+	got := e.waitMembership(m, v1.ReasonReconciled)
+	if b := e.membershipBinding(id, acme); b != string(got.UID) {
+		t.Fatalf("binding = %s, want the membership's UID %s", b, got.UID)
+	}
+	const other = "0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f"
+	if _, err := e.db.Exec("UPDATE puq_operator_membership_bindings SET resource_uid = ?, instance_id = 'another-operator' "+
+		"WHERE user_uuid = ? AND client_uuid = ?", other, id, acme); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.UserUUID != id || got.Status.ClientUUID != acme {
+		t.Fatalf("status = %+v, want it to name the association", got.Status)
+	}
+	if err := k8s.Delete(e.ctx(), m); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGone(m)
+	if row := e.row(id, acme); row != `0 ["manage-orders"]` {
+		t.Errorf("deleting a membership removed an association another resource holds: client_x_user = %s", row)
+	}
+	if b := e.membershipBinding(id, acme); b != other {
+		t.Errorf("the other resource's binding = %s, want %s", b, other)
+	}
+}

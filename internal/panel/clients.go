@@ -36,6 +36,15 @@ type Membership struct {
 	Permissions []string
 }
 
+// Satisfies reports whether the row m already is what ApplyMembership writes for want: the owner
+// with every permission, or a member with exactly want's permissions.
+func (m Membership) Satisfies(want Membership) bool {
+	if want.Owner {
+		return m.Owner && slices.Equal(m.Permissions, PermissionKeys)
+	}
+	return !m.Owner && samePermissions(m.Permissions, want.Permissions)
+}
+
 const clientColumns = "c.`uuid`, c.`firstname`, c.`lastname`, c.`company_name`, c.`tax_id`, c.`status`"
 
 func scanClient(scan func(...any) error, extra ...any) (Client, error) {
@@ -174,10 +183,10 @@ func (s *Store) writeAssociation(ctx context.Context, tx *sql.Tx, userUUID, clie
 	if err != nil && !isNoRows(err) {
 		return false, err
 	}
+	if exists && current.Satisfies(want) {
+		return false, nil
+	}
 	if want.Owner {
-		if exists && current.Owner && slices.Equal(current.Permissions, PermissionKeys) {
-			return false, nil
-		}
 		if !exists {
 			if err := s.insertMembership(ctx, tx, userUUID, clientUUID, all, now); err != nil {
 				return false, err
@@ -187,9 +196,6 @@ func (s *Store) writeAssociation(ctx context.Context, tx *sql.Tx, userUUID, clie
 	}
 	if exists && current.Owner {
 		return false, fmt.Errorf("%w: the user owns the client; make another user the owner to take ownership away", ErrRefused)
-	}
-	if exists && samePermissions(current.Permissions, want.Permissions) {
-		return false, nil
 	}
 	if !exists {
 		return true, s.insertMembership(ctx, tx, userUUID, clientUUID, perms, now)

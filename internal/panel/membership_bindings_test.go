@@ -94,7 +94,8 @@ func TestAssociationIsBoundToItsResourceAndRemovedOnlyByIt(t *testing.T) {
 		if _, err := f.store.ApplyMembership(ctx, other, member("manage-orders"), b.ResourceUID); err != nil {
 			t.Fatalf("taking the binding over: %v", err)
 		}
-		if st := f.state(t, b); st.Binding == nil || *st.Binding != other || !slices.Equal(st.Association.Permissions, []string{"manage-orders"}) {
+		if st := f.state(t, b); st.Binding == nil || *st.Binding != other ||
+			!slices.Equal(st.Association.Permissions, []string{"manage-orders"}) {
 			t.Errorf("after the take-over: %+v %+v", st.Association, st.Binding)
 		}
 	})
