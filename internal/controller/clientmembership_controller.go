@@ -29,6 +29,10 @@ import (
 // MembershipFinalizer keeps a ClientMembership until its panel association is removed or released.
 const MembershipFinalizer = "panel.puqcloud.com/clientmembership"
 
+// ReasonReleased is the reason of the event recorded when a deletion leaves a client's owner in
+// the panel and forgets its binding.
+const ReasonReleased = "Released"
+
 // membershipStatusHook, when set (by tests only), runs after the store committed and before the
 // status is written; an error it returns is the reconcile's, and the status is not written: as if
 // the process had died between the two.
@@ -179,6 +183,12 @@ func (r *ClientMembershipReconciler) apply(ctx context.Context, m *v1.ClientMemb
 			return err
 		}
 		log.Info("Released panel association", "membership", klog.KObj(m), "client", rel.binding.ClientUUID, "owner", rel.owner)
+		if rel.owner {
+			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, ReasonReleased, "ReleaseMembership",
+				"The panel keeps panel user %s as the owner of client %s: it never removes a client's owner. The association "+
+					"was released (no longer managed), not removed; the User's login is disabled by the User controller.",
+				rel.binding.UserUUID, rel.binding.ClientUUID)
+		}
 	}
 	if p.removeFinalizer {
 		controllerutil.RemoveFinalizer(m, MembershipFinalizer)

@@ -158,12 +158,15 @@ func planMembershipDeletion(in membershipInputs) (membershipPlan, outcome) {
 	if !slices.Contains(m.Finalizers, MembershipFinalizer) {
 		return p, ready("Deleted.")
 	}
+	userGoing := in.user == nil || !in.user.DeletionTimestamp.IsZero()
 	var blocked []string
 	for _, st := range in.bound {
 		b := *st.Binding
 		switch {
 		case m.Spec.DeletionPolicy == v1.MembershipDeletionRetain:
 			p.release = append(p.release, membershipRelease{binding: b})
+		case st.Association != nil && st.Association.Owner && userGoing:
+			p.release = append(p.release, membershipRelease{binding: b, owner: true})
 		case st.Association != nil && st.Association.Owner:
 			blocked = append(blocked, b.ClientUUID)
 		default:

@@ -86,3 +86,37 @@ func TestDeletionLeavesAnAssociationBoundToAnotherResource(t *testing.T) {
 		t.Errorf("the other resource's binding = %s, want %s", b, other)
 	}
 }
+
+// Deleting a User deletes its memberships first; the panel never removes a client's owner, so the
+// owner's membership releases its association instead of blocking the User's deletion forever.
+func TestOwnerAssociationIsReleasedWhenItsUserIsDeleted(t *testing.T) {
+	e := newEnv(t)
+	acme := e.insertClient("Acme Hosting Ltd")
+	other := e.insertClient("Other Ltd")
+	u, id := e.readyUser("jane")
+	owns := e.membership("jane-acme", "jane", v1.ClientSelector{UUID: acme}, owner)
+	member := e.membership("jane-other", "jane", v1.ClientSelector{UUID: other}, perms(v1.PermissionManageUsers))
+	e.create(owns)
+	e.create(member)
+	e.waitMembership(owns, v1.ReasonReconciled)
+	e.waitMembership(member, v1.ReasonReconciled)
+	e.waitRow(id, acme, "1 "+allPermissions)
+	if err := k8s.Delete(e.ctx(), u); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGone(owns)
+	e.waitGone(member)
+	e.waitEvent(owns, controller.ReasonReleased)
+	if row := e.row(id, acme); row != "1 "+allPermissions {
+		t.Errorf("the released owner's association: client_x_user = %s, want it kept", row)
+	}
+	if b := e.membershipBinding(id, acme); b != "absent" {
+		t.Errorf("the released association is still bound to %s", b)
+	}
+	if row := e.row(id, other); row != "absent" {
+		t.Errorf("the member's association: client_x_user = %s, want it removed", row)
+	}
+	if contains(e.eventReasons(owns), v1.ReasonOwnerRemovalBlocked) {
+		t.Error("the owner's membership reported OwnerRemovalBlocked although its User is being deleted")
+	}
+}
