@@ -93,7 +93,7 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 	m := in.membership
 	var p membershipPlan
 	p.addFinalizer = !slices.Contains(m.Finalizers, MembershipFinalizer)
-	if in.user != nil && !metav1.IsControlledBy(m, in.user) && in.user.DeletionTimestamp.IsZero() {
+	if in.user != nil && !ownedBy(m, in.user) && in.user.DeletionTimestamp.IsZero() {
 		p.setOwner = in.user
 	}
 	if in.user == nil {
@@ -209,6 +209,12 @@ func olderPeerConflict(m *v1.ClientMembership, userUUID string, peers []v1.Clien
 		}
 	}
 	return nil
+}
+
+// ownedBy reports whether m has an ownerReference to owner, as controllerutil.SetOwnerReference
+// writes it (not a controller reference: metav1.IsControlledBy never sees it).
+func ownedBy(m metav1.Object, owner metav1.Object) bool {
+	return slices.ContainsFunc(m.GetOwnerReferences(), func(r metav1.OwnerReference) bool { return r.UID == owner.GetUID() })
 }
 
 // membershipBinding is the binding of m's association of a user with a client.

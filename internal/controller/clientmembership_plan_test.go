@@ -38,7 +38,7 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 			Reason: v1.ReasonReconciled}}}}
 	ownedBy := func(m *v1.ClientMembership) {
 		m.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1.GroupVersion.String(), Kind: "User", Name: "jane",
-			UID: "uid-jane", Controller: new(true)}}
+			UID: "uid-jane"}}
 	}
 	goingUser := readyUser.DeepCopy()
 	goingUser.DeletionTimestamp = &metav1.Time{Time: time.Now()}

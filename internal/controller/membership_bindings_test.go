@@ -120,3 +120,34 @@ func TestOwnerAssociationIsReleasedWhenItsUserIsDeleted(t *testing.T) {
 		t.Error("the owner's membership reported OwnerRemovalBlocked although its User is being deleted")
 	}
 }
+
+// A Ready membership whose association and binding match takes no transaction on a resync: no
+// BEGIN, no data-changing statement, no API write; only the reads that found nothing to do.
+func TestReadyMembershipResyncWritesNothing(t *testing.T) {
+	e := newEnv(t, withResync(500*time.Millisecond))
+	acme := e.insertClient("Acme Hosting Ltd")
+	e.readyUser("jane")
+	m := e.membership("jane-acme", "jane", v1.ClientSelector{UUID: acme}, perms(v1.PermissionManageOrders))
+	e.create(m)
+	e.waitMembership(m, v1.ReasonReconciled)
+	e.waitReconciles("clientmembership", 2)
+	statements, api, reads := e.dbStatements(), apiRequests(t), dbOperations(t, "read_the_association")
+	e.waitReconciles("clientmembership", 3)
+	// One reconcile of the object may have been under way when the counts were taken (its read
+	// before, its end after): 3 finished reconciles read at least twice.
+	if n := dbOperations(t, "read_the_association") - reads; n < 2 {
+		t.Fatalf("%v association reads during 3 resyncs: the counts below would prove nothing", n)
+	}
+	after := e.dbStatements()
+	for _, c := range dbWriteCounters {
+		if n := after[c] - statements[c]; n != 0 {
+			t.Errorf("%s moved by %d during resyncs of a Ready membership", c, n)
+		}
+	}
+	now := apiRequests(t)
+	for _, method := range apiWriteMethods {
+		if n := now[method] - api[method]; n != 0 {
+			t.Errorf("the manager sent %v %s requests during resyncs of a Ready membership", n, method)
+		}
+	}
+}
