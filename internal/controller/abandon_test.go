@@ -147,8 +147,8 @@ func TestAbandonedMembershipGoesWithoutTouchingAnUnreachableDatabase(t *testing.
 	}
 
 	// The User's controller, woken by the membership's changes, reads the database meanwhile:
-	// count the one operation of a membership's deletion.
-	const removal = "remove_the_association"
+	// count the first operation of a membership's deletion (reading what its resource made).
+	const removal = "read_the_bound_associations"
 	ops := dbOperations(t, removal)
 	if ops == 0 {
 		t.Fatalf("no %s operation counted before the annotation: the metric label changed?", removal)

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +29,15 @@ import (
 // MembershipFinalizer keeps a ClientMembership until its panel association is removed or released.
 const MembershipFinalizer = "panel.puqcloud.com/clientmembership"
 
+// ReasonReleased is the reason of the event recorded when a deletion leaves a client's owner in
+// the panel and forgets its binding.
+const ReasonReleased = "Released"
+
+// membershipStatusHook, when set (by tests only), runs after the store committed and before the
+// status is written; an error it returns is the reconcile's, and the status is not written: as if
+// the process had died between the two.
+var membershipStatusHook func(*v1.ClientMembership) error
+
 // ClientMembershipReconciler keeps a client_x_user row equal to its ClientMembership.
 type ClientMembershipReconciler struct {
 	client.Client
@@ -39,7 +47,7 @@ type ClientMembershipReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships,verbs=get;list;watch;update
-// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships/status,verbs=update
+// +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships/status,verbs=patch
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships/finalizers,verbs=update
 
 // Reconcile brings one association in line with its spec.
@@ -47,182 +55,231 @@ func (r *ClientMembershipReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	return retryConflicts(r.reconcile(ctx, req))
 }
 
-func (r *ClientMembershipReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// reconcile gathers (I/O only), plans (pure: planMembership), applies the plan (the membership's
+// metadata first, then one store transaction per association), and reports: the status is
+// written once, in report, from the plan, its outcome and what failed.
+func (r *ClientMembershipReconciler) reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	m := &v1.ClientMembership{}
 	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	before := m.Status.DeepCopy()
-	if !m.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, m, before)
-	}
-	user := &v1.User{}
-	userErr := r.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.UserRef.Name}, user)
-	if client.IgnoreNotFound(userErr) != nil {
-		return ctrl.Result{}, userErr
-	}
-	if changed, err := r.ensureMetadata(m, user, userErr == nil); err != nil {
-		return ctrl.Result{}, err
-	} else if changed {
-		if err := r.Update(ctx, m); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	o, err := r.reconcileNormal(ctx, m, user, userErr == nil)
-	// A client created later in the panel is picked up on the next resync.
-	return conclude("ClientMembership", &m.Status.Conditions, &m.Status.ObservedGeneration, m.Generation, o, err,
-		func() error { return r.patchStatus(ctx, m, before) }, r.Options.resync(), v1.ReasonClientNotFound)
-}
-
-// ensureMetadata adds the finalizer and an ownerReference to the User, so that garbage collection
-// removes the membership with its User.
-func (r *ClientMembershipReconciler) ensureMetadata(m *v1.ClientMembership, user *v1.User, userFound bool) (bool, error) {
-	changed := controllerutil.AddFinalizer(m, MembershipFinalizer)
-	if userFound && !metav1.IsControlledBy(m, user) && user.DeletionTimestamp.IsZero() {
-		if err := controllerutil.SetOwnerReference(user, m, r.Scheme()); err != nil {
-			return false, err
-		}
-		changed = true
-	}
-	return changed, nil
-}
-
-func (r *ClientMembershipReconciler) reconcileNormal(ctx context.Context, m *v1.ClientMembership, user *v1.User,
-	userFound bool) (outcome, error) {
-	if !userFound {
-		return waiting(v1.ReasonUserNotFound, "User %s/%s named in spec.userRef does not exist; create it.",
-			m.Namespace, m.Spec.UserRef.Name), nil
-	}
-	if user.Status.UUID == "" || !isReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
-		return waiting(v1.ReasonUserNotReady, "User %s is not Ready yet; the association is written once it is.", user.Name), nil
-	}
-	m.Status.UserUUID = user.Status.UUID
-	c, err := r.Store.FindClient(ctx, m.Spec.Client.UUID, m.Spec.Client.CompanyName)
-	if errors.Is(err, panel.ErrNotFound) {
-		return waiting(v1.ReasonClientNotFound, "No panel client matches spec.client (%s); create it in the panel or fix the "+
-			"selector. Checked again every resync.", describeSelector(m.Spec.Client)), nil
-	}
-	if err != nil {
-		return deref(databaseOutcome(err)), storeErr(err)
-	}
-	m.Status.ClientUUID = c.UUID
-	m.Status.Client = &v1.ClientSummary{Name: c.Name, CompanyName: c.CompanyName, TaxID: c.TaxID, Status: strings.ToUpper(c.Status)}
-	if o, err := r.checkConflicts(ctx, m); o != nil || err != nil {
-		return deref(o), err
-	}
-	perms := make([]string, 0, len(m.Spec.Permissions))
-	for _, p := range m.Spec.Permissions {
-		perms = append(perms, string(p))
-	}
-	changed, err := r.Store.ApplyMembership(ctx, user.Status.UUID, c.UUID, m.Spec.Owner, perms)
-	if errors.Is(err, panel.ErrRefused) {
-		return waiting(v1.ReasonOwnerConflict, "The user owns client %s; the panel takes ownership away only by "+
-			"transferring it. Set spec.owner: true on another membership of this client.", c.UUID), nil
-	}
-	if err != nil {
-		return deref(databaseOutcome(err)), storeErr(err)
-	}
-	if changed {
-		reason, note := "Updated", "Associated the user with client %s"
-		if m.Status.ObservedGeneration == m.Generation && isReadyReason(m.Status.Conditions, v1.ReasonReconciled) {
-			reason, note = "DriftCorrected", "Repaired the association with client %s, changed outside the operator"
-		}
-		logf.FromContext(ctx).Info("Wrote panel association", "membership", klog.KObj(m), "client", c.UUID)
-		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, reason, "ApplyMembership", note, c.UUID)
-	}
-	return ready("The association matches the spec."), nil
-}
-
-func describeSelector(s v1.ClientSelector) string {
-	if s.UUID != "" {
-		return "uuid " + s.UUID
-	}
-	return fmt.Sprintf("companyName %q", s.CompanyName)
-}
-
-// checkConflicts lets the oldest membership win when two name the same user and client, or when
-// two claim ownership of one client.
-func (r *ClientMembershipReconciler) checkConflicts(ctx context.Context, m *v1.ClientMembership) (*outcome, error) {
-	var list v1.ClientMembershipList
-	if err := r.List(ctx, &list, client.MatchingFields{indexMembershipClient: m.Status.ClientUUID}); err != nil {
-		return nil, fmt.Errorf("cannot list memberships by client: %w", err)
-	}
-	for i := range list.Items {
-		other := &list.Items[i]
-		if other.UID == m.UID || !other.DeletionTimestamp.IsZero() || !olderThan(other.ObjectMeta, m.ObjectMeta) {
-			continue
-		}
-		if other.Status.UserUUID == m.Status.UserUUID {
-			o := waiting(v1.ReasonDuplicateMembership, "ClientMembership %s/%s, created earlier, already associates this user "+
-				"with this client; delete one of them.", other.Namespace, other.Name)
-			return &o, nil
-		}
-		if m.Spec.Owner && other.Spec.Owner {
-			o := waiting(v1.ReasonOwnerConflict, "ClientMembership %s/%s, created earlier, already makes its user the owner of "+
-				"this client; a client has one owner. Set spec.owner: false on one of them.", other.Namespace, other.Name)
-			return &o, nil
-		}
-	}
-	return nil, nil
-}
-
-// reconcileDelete removes the association (Delete) or leaves it (Retain), then the finalizer.
-func (r *ClientMembershipReconciler) reconcileDelete(ctx context.Context, m *v1.ClientMembership,
-	before *v1.ClientMembershipStatus) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(m, MembershipFinalizer) {
+	deleting := !m.DeletionTimestamp.IsZero()
+	if deleting && !controllerutil.ContainsFinalizer(m, MembershipFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	if v1.Abandoned(m.Annotations) {
-		// The admin's word that the panel database is gone for good: no database call at all.
-		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonAbandoned, "Abandon",
-			"The %s annotation is set: the finalizer was removed without reaching the panel database; "+
-				"the panel association this ClientMembership made (if any) was left as it is", v1.AnnotationAbandon)
-		logf.FromContext(ctx).Info("Abandoned the panel side of a deleted ClientMembership", "membership", klog.KObj(m))
-		controllerutil.RemoveFinalizer(m, MembershipFinalizer)
-		return ctrl.Result{}, r.Update(ctx, m)
+	if deleting && v1.Abandoned(m.Annotations) {
+		return ctrl.Result{}, r.abandon(ctx, m)
 	}
-	if m.Spec.DeletionPolicy != v1.MembershipDeletionRetain && m.Status.UserUUID != "" && m.Status.ClientUUID != "" &&
-		!r.lostToOlder(m) {
-		err := r.Store.RemoveMembership(ctx, m.Status.UserUUID, m.Status.ClientUUID)
-		if errors.Is(err, panel.ErrRefused) {
-			o := waiting(v1.ReasonOwnerRemovalBlocked, "The user is the owner of client %s and the panel does not remove an owner. "+
-				"Make another user the owner (spec.owner: true on their membership), or set spec.deletionPolicy: Retain.",
-				m.Status.ClientUUID)
-			if !isStalledReason(m.Status.Conditions, v1.ReasonOwnerRemovalBlocked) {
-				r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonOwnerRemovalBlocked, "RemoveMembership", o.message)
-			}
-			setConditions(&m.Status.Conditions, m.Generation, o)
-			if err := r.patchStatus(ctx, m, before); err != nil {
-				return ctrl.Result{}, err
-			}
-			// A transfer made in the panel UI: no watch sees it (one made by another membership
-			// wakes this one through peersOfClient).
-			return blockedRequeue(m.Status.Conditions, time.Now()), nil
+	before := m.Status.DeepCopy()
+	var p membershipPlan
+	var o *outcome
+	defer func() { res, err = r.report(ctx, m, before, p, o, err) }()
+
+	in, err := r.gather(ctx, m)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	planned, decided := planMembership(in)
+	p, o = planned, &decided
+	if err := r.applyMetadata(ctx, m, p); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.apply(ctx, m, p)
+}
+
+// gather reads what planMembership decides on: the User, and then either what the membership made
+// (being deleted) or the client, its memberships, and the association with its binding.
+func (r *ClientMembershipReconciler) gather(ctx context.Context, m *v1.ClientMembership) (membershipInputs, error) {
+	in := membershipInputs{membership: m, instance: r.Options.InstanceID}
+	user := &v1.User{}
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.UserRef.Name}, user); {
+	case err == nil:
+		in.user = user
+	case !apierrors.IsNotFound(err):
+		return in, err
+	}
+	if !m.DeletionTimestamp.IsZero() {
+		bound, err := r.Store.BoundMemberships(ctx, in.instance, string(m.UID))
+		in.bound = bound
+		return in, err
+	}
+	c, err := r.Store.FindClient(ctx, m.Spec.Client.UUID, m.Spec.Client.CompanyName)
+	if errors.Is(err, panel.ErrNotFound) {
+		return in, nil
+	}
+	if err != nil {
+		return in, err
+	}
+	in.client = &c
+	var peers v1.ClientMembershipList
+	if err := r.List(ctx, &peers, client.MatchingFields{indexMembershipClient: c.UUID}); err != nil {
+		return in, fmt.Errorf("cannot list memberships by client: %w", err)
+	}
+	in.peers = peers.Items
+	if in.user == nil || in.user.Status.UUID == "" {
+		return in, nil
+	}
+	if in.state, err = r.Store.MembershipState(ctx, in.user.Status.UUID, c.UUID); err != nil {
+		return in, err
+	}
+	in.holder, err = r.bindingHolder(ctx, m, in.state.Binding)
+	return in, err
+}
+
+// bindingHolder reads the membership a binding names, when it is another one this operator
+// instance manages in the membership's namespace; nil when that one no longer exists.
+func (r *ClientMembershipReconciler) bindingHolder(ctx context.Context, m *v1.ClientMembership,
+	b *panel.MembershipBinding) (*v1.ClientMembership, error) {
+	if b == nil || b.HeldBy(r.Options.InstanceID, string(m.UID)) || b.InstanceID != r.Options.InstanceID || b.Namespace != m.Namespace {
+		return nil, nil
+	}
+	h := &v1.ClientMembership{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Name}, h)
+	if apierrors.IsNotFound(err) || (err == nil && string(h.UID) != b.ResourceUID) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// applyMetadata adds the finalizer and the ownerReference before anything reaches the panel.
+func (r *ClientMembershipReconciler) applyMetadata(ctx context.Context, m *v1.ClientMembership, p membershipPlan) error {
+	if !p.addFinalizer && p.setOwner == nil {
+		return nil
+	}
+	controllerutil.AddFinalizer(m, MembershipFinalizer)
+	if p.setOwner != nil {
+		if err := controllerutil.SetOwnerReference(p.setOwner, m, r.Scheme()); err != nil {
+			return err
 		}
+	}
+	return r.Update(ctx, m)
+}
+
+// apply carries the plan out: the association and its binding in one transaction; each removal
+// with its binding in one; each release; then the finalizer.
+func (r *ClientMembershipReconciler) apply(ctx context.Context, m *v1.ClientMembership, p membershipPlan) error {
+	log := logf.FromContext(ctx)
+	if w := p.write; w != nil {
+		changed, err := r.Store.ApplyMembership(ctx, w.binding, w.want, w.replacing)
 		if err != nil {
-			if o := databaseOutcome(err); o != nil {
-				setConditions(&m.Status.Conditions, m.Generation, *o)
-				_ = r.patchStatus(ctx, m, before)
-			}
-			return ctrl.Result{}, err
+			return err
 		}
-		logf.FromContext(ctx).Info("Removed panel association", "membership", klog.KObj(m), "client", m.Status.ClientUUID)
+		if changed {
+			log.Info("Wrote panel association", "membership", klog.KObj(m), "client", w.binding.ClientUUID)
+			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, w.reason, "ApplyMembership", w.note)
+		}
 	}
-	controllerutil.RemoveFinalizer(m, MembershipFinalizer)
-	return ctrl.Result{}, r.Update(ctx, m)
+	for _, b := range p.remove {
+		if err := r.Store.RemoveMembership(ctx, b); err != nil {
+			return err
+		}
+		log.Info("Removed panel association", "membership", klog.KObj(m), "client", b.ClientUUID)
+	}
+	for _, rel := range p.release {
+		if err := r.Store.ReleaseMembership(ctx, rel.binding); err != nil {
+			return err
+		}
+		log.Info("Released panel association", "membership", klog.KObj(m), "client", rel.binding.ClientUUID, "owner", rel.owner)
+		if rel.owner {
+			r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, ReasonReleased, "ReleaseMembership",
+				"The panel keeps panel user %s as the owner of client %s: it never removes a client's owner. The association "+
+					"was released (no longer managed), not removed; the User's login is disabled by the User controller.",
+				rel.binding.UserUUID, rel.binding.ClientUUID)
+		}
+	}
+	if p.removeFinalizer {
+		controllerutil.RemoveFinalizer(m, MembershipFinalizer)
+		return r.Update(ctx, m)
+	}
+	return nil
 }
 
-// lostToOlder reports whether the membership never held its row (it was a duplicate or lost an
-// owner conflict), so deleting it must leave the winner's row alone.
-func (r *ClientMembershipReconciler) lostToOlder(m *v1.ClientMembership) bool {
-	return isReadyReason(m.Status.Conditions, v1.ReasonDuplicateMembership)
+// report concludes a reconcile, once: it maps an error to the outcome conditions say, writes the
+// status (the fields the plan knows, and the conditions) as one merge patch when it changed, and
+// turns the outcome into a result. A membership whose finalizer went has nothing left to report.
+func (r *ClientMembershipReconciler) report(ctx context.Context, m *v1.ClientMembership, before *v1.ClientMembershipStatus,
+	p membershipPlan, o *outcome, err error) (ctrl.Result, error) {
+	if err != nil {
+		o, err = membershipErrorOutcome(p, err)
+	}
+	deleting := !m.DeletionTimestamp.IsZero()
+	if deleting && (p.removeFinalizer && err == nil || o == nil) {
+		return ctrl.Result{}, err
+	}
+	if o == nil { // an error no condition names (an API call failed): retried with backoff
+		progress := retrying(v1.ReasonProgressing, "Reconciling")
+		o = &progress
+	}
+	if !deleting {
+		setMembershipStatus(&m.Status, p)
+	}
+	if o.reason == v1.ReasonOwnerRemovalBlocked && !isStalledReason(before.Conditions, v1.ReasonOwnerRemovalBlocked) {
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonOwnerRemovalBlocked, "RemoveMembership", o.message)
+	}
+	// A client created later in the panel is picked up on the next resync.
+	res, err := conclude("ClientMembership", &m.Status.Conditions, &m.Status.ObservedGeneration, m.Generation, *o, err,
+		func() error { return r.patchStatus(ctx, m, before) }, r.Options.resync(), v1.ReasonClientNotFound)
+	if err == nil && o.reason == v1.ReasonOwnerRemovalBlocked {
+		// A transfer made in the panel UI: no watch sees it (one made by another membership
+		// wakes this one through peersOfClient).
+		res = blockedRequeue(m.Status.Conditions, time.Now())
+	}
+	return res, err
 }
 
+// membershipErrorOutcome maps the error of a reconcile step to the outcome the conditions say,
+// and the error left to retry: a panel rule's refusal is the plan's refused outcome (the owner
+// changed since it was read); a binding that changed since it was read is read again; the other
+// store errors are databaseOutcome's.
+func membershipErrorOutcome(p membershipPlan, err error) (*outcome, error) {
+	switch {
+	case errors.Is(err, panel.ErrRefused) && p.refused.reason != "":
+		return &p.refused, nil
+	case errors.Is(err, panel.ErrBoundElsewhere):
+		return nil, err
+	}
+	return databaseOutcome(err), storeErr(err)
+}
+
+// setMembershipStatus records what the plan found: the panel user and client, once known.
+func setMembershipStatus(s *v1.ClientMembershipStatus, p membershipPlan) {
+	if p.userUUID != "" {
+		s.UserUUID = p.userUUID
+	}
+	if p.clientUUID != "" {
+		s.ClientUUID, s.Client = p.clientUUID, p.client
+	}
+}
+
+// patchStatus writes the status as a merge patch of what changed since before, and nothing when
+// nothing did. A merge patch carries no resourceVersion, so it never loses to a concurrent change
+// of the object (the finalizer, the ownerReference).
 func (r *ClientMembershipReconciler) patchStatus(ctx context.Context, m *v1.ClientMembership, before *v1.ClientMembershipStatus) error {
 	if equality.Semantic.DeepEqual(before, &m.Status) {
 		return nil
 	}
-	return r.Status().Update(ctx, m)
+	if membershipStatusHook != nil {
+		if err := membershipStatusHook(m); err != nil {
+			return err
+		}
+	}
+	base := m.DeepCopy()
+	base.Status = *before
+	return client.IgnoreNotFound(r.Status().Patch(ctx, m, client.MergeFrom(base)))
+}
+
+// abandon lets a membership being deleted go without reaching the panel database: the admin's
+// word that it is gone for good.
+func (r *ClientMembershipReconciler) abandon(ctx context.Context, m *v1.ClientMembership) error {
+	r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonAbandoned, "Abandon",
+		"The %s annotation is set: the finalizer was removed without reaching the panel database; "+
+			"the panel association this ClientMembership made (if any) was left as it is", v1.AnnotationAbandon)
+	logf.FromContext(ctx).Info("Abandoned the panel side of a deleted ClientMembership", "membership", klog.KObj(m))
+	controllerutil.RemoveFinalizer(m, MembershipFinalizer)
+	return r.Update(ctx, m)
 }
 
 // SetupWithManager registers the controller; a change in a User wakes its memberships.

@@ -151,3 +151,18 @@ func CutAfterTheFirstPanelWrite() (reached <-chan struct{}, release, restore fun
 	release = func() { once.Do(func() { close(gate) }) }
 	return hit, release, func() { release(); afterPanelWrite = real }
 }
+
+// LoseMembershipStatusWrites makes every status write of the ClientMembership called name, while
+// it is not being deleted, fail after the store has committed: the process "dies" between the
+// commit and the status write. failed counts the writes lost. Set it only while no manager runs.
+func LoseMembershipStatusWrites(name string) (failed func() int, restore func()) {
+	var n atomic.Int32
+	membershipStatusHook = func(m *v1.ClientMembership) error {
+		if m.Name != name || !m.DeletionTimestamp.IsZero() {
+			return nil
+		}
+		n.Add(1)
+		return errors.New("test hook: the process died between the commit and the status write")
+	}
+	return func() int { return int(n.Load()) }, func() { membershipStatusHook = nil }
+}

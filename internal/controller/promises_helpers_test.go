@@ -59,7 +59,8 @@ func (e *env) passwordColumn(userUUID string) string {
 }
 
 // panelTables are the tables the operator writes.
-var panelTables = []string{"users", "verifications", "client_x_user", "activity_logs", "puq_operator_bindings"}
+var panelTables = []string{"users", "verifications", "client_x_user", "activity_logs", "puq_operator_bindings",
+	"puq_operator_membership_bindings"}
 
 // tableChecksums is MariaDB's checksum of every row of the tables the operator writes: any change
 // of any column of any row changes it.

@@ -36,6 +36,15 @@ type Membership struct {
 	Permissions []string
 }
 
+// Satisfies reports whether the row m already is what ApplyMembership writes for want: the owner
+// with every permission, or a member with exactly want's permissions.
+func (m Membership) Satisfies(want Membership) bool {
+	if want.Owner {
+		return m.Owner && slices.Equal(m.Permissions, PermissionKeys)
+	}
+	return !m.Owner && samePermissions(m.Permissions, want.Permissions)
+}
+
 const clientColumns = "c.`uuid`, c.`firstname`, c.`lastname`, c.`company_name`, c.`tax_id`, c.`status`"
 
 func scanClient(scan func(...any) error, extra ...any) (Client, error) {
@@ -131,53 +140,69 @@ func (s *Store) readMembership(ctx context.Context, q querier, userUUID, clientU
 	return m, err
 }
 
-// ApplyMembership makes the association of a user with a client match: as owner, it transfers
-// ownership exactly as the panel's Client::updateOwner does (the previous owner keeps every
-// permission and loses the flag; the new owner gets every permission); otherwise it writes the
-// permissions as the panel's JSON array. It writes nothing when the row already matches, and
-// refuses to take ownership away from the owner (only a transfer can do that, as in the panel).
-func (s *Store) ApplyMembership(ctx context.Context, userUUID, clientUUID string, owner bool, permissions []string) (bool, error) {
-	perms, err := encodePermissions(permissions)
+// ApplyMembership makes the association of b's user with b's client match want, and binds it to
+// b's resource, in one transaction: a crash never leaves an association the operator made without
+// its binding. As owner, it transfers ownership exactly as the panel's Client::updateOwner does
+// (the previous owner keeps every permission and loses the flag; the new owner gets every
+// permission); otherwise it writes the permissions as the panel's JSON array. It writes nothing
+// when the row and the binding already match, and refuses (ErrRefused) to take ownership away
+// from the owner (only a transfer can do that, as in the panel). An association bound to another
+// resource is refused (ErrBoundElsewhere) unless that resource's UID is replacing: the caller saw
+// that binding and decided to take it over. changed reports whether the association changed.
+func (s *Store) ApplyMembership(ctx context.Context, b MembershipBinding, want Membership, replacing string) (bool, error) {
+	perms, err := encodePermissions(want.Permissions)
 	if err != nil {
 		return false, err
 	}
 	all, _ := encodePermissions(PermissionKeys)
 	changed := false
 	err = s.tx(ctx, "write the association", func(tx *sql.Tx) error {
-		changed = false
 		now := s.timestamp()
-		current, err := s.readMembership(ctx, tx, userUUID, clientUUID, true)
-		exists := err == nil
-		if err != nil && !isNoRows(err) {
+		bound, err := s.lockMembershipBinding(ctx, tx, b.UserUUID, b.ClientUUID)
+		if err != nil {
 			return err
 		}
-		if owner {
-			if exists && current.Owner && slices.Equal(current.Permissions, PermissionKeys) {
-				return nil
-			}
-			changed = true
-			if !exists {
-				if err := s.insertMembership(ctx, tx, userUUID, clientUUID, all, now); err != nil {
-					return err
-				}
-			}
-			return s.transferOwnership(ctx, tx, userUUID, clientUUID, all, now)
+		if bound != nil && !bound.HeldBy(b.InstanceID, b.ResourceUID) && (replacing == "" || bound.ResourceUID != replacing) {
+			return fmt.Errorf("%w: %s", ErrBoundElsewhere, describeHolder(bound))
 		}
-		if exists && current.Owner {
-			return fmt.Errorf("%w: the user owns the client; make another user the owner to take ownership away", ErrRefused)
+		wrote, err := s.writeAssociation(ctx, tx, b.UserUUID, b.ClientUUID, want, perms, all, now)
+		if err != nil {
+			return err
 		}
-		if exists && samePermissions(current.Permissions, permissions) {
-			return nil
-		}
-		changed = true
-		if !exists {
-			return s.insertMembership(ctx, tx, userUUID, clientUUID, perms, now)
-		}
-		_, err = tx.ExecContext(ctx, "UPDATE client_x_user SET `permissions` = ?, `updated_at` = ? "+
-			"WHERE user_uuid = ? AND client_uuid = ?", perms, now, userUUID, clientUUID)
-		return err
+		changed = wrote
+		return s.bindMembership(ctx, tx, bound, b, now)
 	})
-	return changed, err
+	return changed && err == nil, err
+}
+
+// writeAssociation is ApplyMembership's change to client_x_user; it reports whether it wrote.
+func (s *Store) writeAssociation(ctx context.Context, tx *sql.Tx, userUUID, clientUUID string, want Membership,
+	perms, all, now string) (bool, error) {
+	current, err := s.readMembership(ctx, tx, userUUID, clientUUID, true)
+	exists := err == nil
+	if err != nil && !isNoRows(err) {
+		return false, err
+	}
+	if exists && current.Satisfies(want) {
+		return false, nil
+	}
+	if want.Owner {
+		if !exists {
+			if err := s.insertMembership(ctx, tx, userUUID, clientUUID, all, now); err != nil {
+				return false, err
+			}
+		}
+		return true, s.transferOwnership(ctx, tx, userUUID, clientUUID, all, now)
+	}
+	if exists && current.Owner {
+		return false, fmt.Errorf("%w: the user owns the client; make another user the owner to take ownership away", ErrRefused)
+	}
+	if !exists {
+		return true, s.insertMembership(ctx, tx, userUUID, clientUUID, perms, now)
+	}
+	_, err = tx.ExecContext(ctx, "UPDATE client_x_user SET `permissions` = ?, `updated_at` = ? "+
+		"WHERE user_uuid = ? AND client_uuid = ?", perms, now, userUUID, clientUUID)
+	return true, err
 }
 
 func (s *Store) insertMembership(ctx context.Context, tx *sql.Tx, userUUID, clientUUID, perms, now string) error {
@@ -215,13 +240,20 @@ func (s *Store) transferOwnership(ctx context.Context, tx *sql.Tx, userUUID, cli
 	return err
 }
 
-// RemoveMembership removes a user from a client. Refused for the owner, as the panel refuses
-// ("Cannot remove owner"). An association already gone is not an error.
-func (s *Store) RemoveMembership(ctx context.Context, userUUID, clientUUID string) error {
+// RemoveMembership removes the association bound to b's resource, and its binding, in one
+// transaction. An association not bound, or bound to another resource, is left alone: it was made
+// in the panel UI or by someone else. An association already gone only loses its binding.
+// Removing the client's owner is refused (ErrRefused), as the panel refuses ("Cannot remove
+// owner"), and keeps the binding.
+func (s *Store) RemoveMembership(ctx context.Context, b MembershipBinding) error {
 	return s.tx(ctx, "remove the association", func(tx *sql.Tx) error {
-		current, err := s.readMembership(ctx, tx, userUUID, clientUUID, true)
+		bound, err := s.lockMembershipBinding(ctx, tx, b.UserUUID, b.ClientUUID)
+		if err != nil || bound == nil || !bound.HeldBy(b.InstanceID, b.ResourceUID) {
+			return err
+		}
+		current, err := s.readMembership(ctx, tx, b.UserUUID, b.ClientUUID, true)
 		if isNoRows(err) {
-			return nil
+			return unbindMembership(ctx, tx, b)
 		}
 		if err != nil {
 			return err
@@ -229,8 +261,11 @@ func (s *Store) RemoveMembership(ctx context.Context, userUUID, clientUUID strin
 		if current.Owner {
 			return fmt.Errorf("%w: Cannot remove owner", ErrRefused)
 		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM client_x_user WHERE user_uuid = ? AND client_uuid = ?", userUUID, clientUUID)
-		return err
+		if _, err := tx.ExecContext(ctx, "DELETE FROM client_x_user WHERE user_uuid = ? AND client_uuid = ?",
+			b.UserUUID, b.ClientUUID); err != nil {
+			return err
+		}
+		return unbindMembership(ctx, tx, b)
 	})
 }
 

@@ -92,7 +92,7 @@ var registerCollation sync.Once
 
 // Open connects to the panel database named by opts.DSN and checks it: on MySQL that every table
 // and column the operator uses exists; on SQLite it creates the panel tables when missing. Either
-// way it creates the operator's own binding table when missing.
+// way it creates the operator's own binding tables when missing.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{loc: opts.Location, now: opts.Now, observe: opts.Observe, timeout: opts.OperationTimeout}
 	if s.timeout <= 0 {
@@ -234,7 +234,10 @@ func (s *Store) prepare(ctx context.Context) error {
 	} else if err := s.checkSchema(ctx); err != nil {
 		return err
 	}
-	return s.createBindingTable(ctx)
+	if err := s.createBindingTable(ctx); err != nil {
+		return err
+	}
+	return s.createMembershipBindingTable(ctx)
 }
 
 // requiredColumns are the panel tables and columns the operator reads or writes.

@@ -597,7 +597,7 @@ func TestMembershipsFollowThePanelsRules(t *testing.T) {
 			t.Errorf("missing client: want ErrNotFound, got %v", err)
 		}
 		// Associate with permissions given out of order: stored in the panel's order.
-		changed, err := f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"manage-orders", "manage-users"})
+		changed, err := f.store.ApplyMembership(ctx, membershipOf(alice.UUID, acme), member("manage-orders", "manage-users"), "")
 		if err != nil || !changed {
 			t.Fatalf("associate: %v %v", changed, err)
 		}
@@ -607,29 +607,29 @@ func TestMembershipsFollowThePanelsRules(t *testing.T) {
 		if got := perms(alice.UUID); got != `["manage-users","manage-orders"]` {
 			t.Errorf("permissions = %s", got)
 		}
-		changed, err = f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"manage-users", "manage-orders"})
+		changed, err = f.store.ApplyMembership(ctx, membershipOf(alice.UUID, acme), member("manage-users", "manage-orders"), "")
 		if err != nil || changed {
 			t.Errorf("same permissions again changed %v (%v)", changed, err)
 		}
-		if _, err := f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"manage-invoices"}); err != nil {
+		if _, err := f.store.ApplyMembership(ctx, membershipOf(alice.UUID, acme), member("manage-invoices"), ""); err != nil {
 			t.Fatal(err)
 		}
 		if got := perms(alice.UUID); got != `["manage-invoices"]` {
 			t.Errorf("changed permissions = %s", got)
 		}
-		if _, err := f.store.ApplyMembership(ctx, alice.UUID, acme, false, []string{"root"}); !errors.Is(err, panel.ErrInvalid) {
+		if _, err := f.store.ApplyMembership(ctx, membershipOf(alice.UUID, acme), member("root"), ""); !errors.Is(err, panel.ErrInvalid) {
 			t.Errorf("unknown permission: want ErrInvalid, got %v", err)
 		}
 		all := `["modify-master-profile","manage-users","manage-services","manage-domains","manage-invoices",` +
 			`"manage-support-tickets","manage-affiliate","manage-orders"]`
 		// Alice becomes owner; then Bob takes ownership, as updateOwner does.
-		if _, err := f.store.ApplyMembership(ctx, alice.UUID, acme, true, nil); err != nil {
+		if _, err := f.store.ApplyMembership(ctx, membershipOf(alice.UUID, acme), ownerOf, ""); err != nil {
 			t.Fatal(err)
 		}
 		if got := perms(alice.UUID); got != all {
 			t.Errorf("owner permissions = %s", got)
 		}
-		if _, err := f.store.ApplyMembership(ctx, bob.UUID, acme, true, nil); err != nil {
+		if _, err := f.store.ApplyMembership(ctx, membershipOf(bob.UUID, acme), ownerOf, ""); err != nil {
 			t.Fatal(err)
 		}
 		if owner, _ := f.store.ClientOwner(ctx, acme); owner != bob.UUID {
@@ -642,11 +642,11 @@ func TestMembershipsFollowThePanelsRules(t *testing.T) {
 			t.Errorf("previous owner keeps every key; got %s", got)
 		}
 		// The owner cannot be removed, nor lose the flag without a transfer, nor be deleted.
-		err = f.store.RemoveMembership(ctx, bob.UUID, acme)
+		err = f.store.RemoveMembership(ctx, membershipOf(bob.UUID, acme))
 		if !errors.Is(err, panel.ErrRefused) || !strings.Contains(err.Error(), "Cannot remove owner") {
 			t.Errorf("removing the owner: want ErrRefused, got %v", err)
 		}
-		if _, err := f.store.ApplyMembership(ctx, bob.UUID, acme, false, nil); !errors.Is(err, panel.ErrRefused) {
+		if _, err := f.store.ApplyMembership(ctx, membershipOf(bob.UUID, acme), member(), ""); !errors.Is(err, panel.ErrRefused) {
 			t.Errorf("dropping the owner flag: want ErrRefused, got %v", err)
 		}
 		if err := f.store.DeleteUser(ctx, alice.UUID); !errors.Is(err, panel.ErrRefused) || !strings.Contains(err.Error(), "Acme Hosting Ltd") {
@@ -657,10 +657,10 @@ func TestMembershipsFollowThePanelsRules(t *testing.T) {
 		if err != nil || len(clients) != 1 || !clients[0].Owner || clients[0].CompanyName != "Acme Hosting Ltd" || clients[0].Status != "active" {
 			t.Errorf("UserClients = %+v, %v", clients, err)
 		}
-		if err := f.store.RemoveMembership(ctx, alice.UUID, acme); err != nil {
+		if err := f.store.RemoveMembership(ctx, membershipOf(alice.UUID, acme)); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.store.RemoveMembership(ctx, alice.UUID, acme); err != nil {
+		if err := f.store.RemoveMembership(ctx, membershipOf(alice.UUID, acme)); err != nil {
 			t.Errorf("removing a row already gone: %v", err)
 		}
 		if err := f.store.DeleteUser(ctx, alice.UUID); err != nil {
@@ -926,7 +926,8 @@ func TestSnapshotsReadWhatTheLockedPathReads(t *testing.T) {
 			client string
 			owner  bool
 		}{{acme, false}, {zeta, true}, {beta, false}} {
-			if _, err := f.store.ApplyMembership(ctx, alice.UUID, c.client, c.owner, []string{"manage-users"}); err != nil {
+			if _, err := f.store.ApplyMembership(ctx, membershipOf(alice.UUID, c.client),
+				panel.Membership{Owner: c.owner, Permissions: []string{"manage-users"}}, ""); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -6,9 +6,10 @@
 -- and foreign keys added by ALTER TABLE under Laravel's names (InnoDB adds an index named after
 -- each foreign key whose column no other index leads with). Statements follow the migrations'
 -- order. Only the tests load this: on a real panel the operator never creates, alters or drops a
--- panel table. The operator's own puq_operator_bindings is not here: the operator creates it
--- (internal/panel/bindings.go). internal/testdb/schema_test.go checks the result against
--- information_schema expectations written from the same migrations.
+-- panel table. The operator's own puq_operator_bindings and puq_operator_membership_bindings are
+-- not here: the operator creates them (internal/panel/bindings.go, membership_bindings.go).
+-- internal/testdb/schema_test.go checks the result against information_schema expectations
+-- written from the same migrations.
 
 -- database/migrations/2025_01_01_003001_create_admins_table.php
 -- (here because activity_logs.admin_uuid references it)

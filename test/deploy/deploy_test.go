@@ -152,7 +152,7 @@ var allowed = map[string][]string{
 	"panel.puqcloud.com/users/status":                 {"patch"},
 	"panel.puqcloud.com/users/finalizers":             {"update"},
 	"panel.puqcloud.com/clientmemberships":            {"delete", "get", "list", "update", "watch"},
-	"panel.puqcloud.com/clientmemberships/status":     {"update"},
+	"panel.puqcloud.com/clientmemberships/status":     {"patch"},
 	"panel.puqcloud.com/clientmemberships/finalizers": {"update"},
 }
 

@@ -1,0 +1,239 @@
+package controller
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
+)
+
+// membershipInputs is what a ClientMembership reconcile gathered, by I/O only: every decision is
+// planMembership's.
+type membershipInputs struct {
+	membership *v1.ClientMembership
+	// instance is the operator's --instance-id.
+	instance string
+	// user is the User named in spec.userRef; nil when it does not exist.
+	user *v1.User
+
+	// For a membership not being deleted:
+
+	// client is the panel client spec.client selects; nil when none matches.
+	client *panel.Client
+	// peers are the memberships whose status names the same client, this one included or not.
+	peers []v1.ClientMembership
+	// state is the association of the user's panel user with the client and its binding; read
+	// only when both are known.
+	state panel.MembershipState
+	// holder is the membership the association's binding names when it is another one of this
+	// namespace and operator instance and still exists (same UID); nil otherwise.
+	holder *v1.ClientMembership
+
+	// For a membership being deleted:
+
+	// bound are the associations bound to this membership: what it made, whatever its status says.
+	bound []panel.MembershipState
+}
+
+// membershipPlan is what a reconcile does, decided from its inputs alone.
+type membershipPlan struct {
+	// addFinalizer and setOwner change the membership's metadata, before anything is written to
+	// the panel: the finalizer so that a deletion always gets to remove what was written, the
+	// ownerReference to setOwner (the User) so that garbage collection removes the membership
+	// with its User.
+	addFinalizer bool
+	setOwner     *v1.User
+
+	// write, when set, is the association and binding to write in one transaction.
+	write *membershipWrite
+
+	// remove are the associations (with their bindings) the deletion removes, release the
+	// bindings it forgets, leaving their associations to the panel.
+	remove  []panel.MembershipBinding
+	release []membershipRelease
+	// removeFinalizer lets the membership go once remove and release are done.
+	removeFinalizer bool
+
+	// refused is the outcome when the store refuses the write or a removal by a panel rule: the
+	// client's owner changed between gathering and writing.
+	refused outcome
+
+	// status fields known from the inputs; empty ones are left as they are.
+	userUUID, clientUUID string
+	client               *v1.ClientSummary
+}
+
+// membershipWrite is one ApplyMembership call.
+type membershipWrite struct {
+	binding panel.MembershipBinding
+	want    panel.Membership
+	// replacing is the UID of the resource whose binding this one takes over ("" for none).
+	replacing string
+	// event is the reason and note of the event when the association changes.
+	reason, note string
+}
+
+// membershipRelease is a binding forgotten and why.
+type membershipRelease struct {
+	binding panel.MembershipBinding
+	// owner: the association is the client's owner, kept by the panel as its User goes.
+	owner bool
+}
+
+// planMembership decides everything a reconcile of a ClientMembership does, and the outcome its
+// conditions say, from what was gathered. It does no I/O.
+func planMembership(in membershipInputs) (membershipPlan, outcome) {
+	if !in.membership.DeletionTimestamp.IsZero() {
+		return planMembershipDeletion(in)
+	}
+	m := in.membership
+	var p membershipPlan
+	p.addFinalizer = !slices.Contains(m.Finalizers, MembershipFinalizer)
+	if in.user != nil && !ownedBy(m, in.user) && in.user.DeletionTimestamp.IsZero() {
+		p.setOwner = in.user
+	}
+	if in.user == nil {
+		return p, waiting(v1.ReasonUserNotFound, "User %s/%s named in spec.userRef does not exist; create it.",
+			m.Namespace, m.Spec.UserRef.Name)
+	}
+	if in.user.Status.UUID == "" || !isReadyReason(in.user.Status.Conditions, v1.ReasonReconciled) {
+		return p, waiting(v1.ReasonUserNotReady, "User %s is not Ready yet; the association is written once it is.", in.user.Name)
+	}
+	p.userUUID = in.user.Status.UUID
+	if in.client == nil {
+		return p, waiting(v1.ReasonClientNotFound, "No panel client matches spec.client (%s); create it in the panel or fix the "+
+			"selector. Checked again every resync.", describeSelector(m.Spec.Client))
+	}
+	c := in.client
+	p.clientUUID = c.UUID
+	p.client = &v1.ClientSummary{Name: c.Name, CompanyName: c.CompanyName, TaxID: c.TaxID, Status: strings.ToUpper(c.Status)}
+	p.refused = waiting(v1.ReasonOwnerConflict, "The user owns client %s; the panel takes ownership away only by "+
+		"transferring it. Set spec.owner: true on another membership of this client.", c.UUID)
+	if o := olderPeerConflict(m, p.userUUID, in.peers); o != nil {
+		return p, *o
+	}
+	replacing := ""
+	if b := in.state.Binding; b != nil && !b.HeldBy(in.instance, string(m.UID)) {
+		switch {
+		case b.InstanceID != in.instance || b.Namespace != m.Namespace:
+			return p, waiting(v1.ReasonBoundElsewhere, "The association of this user with client %s belongs to ClientMembership "+
+				"%s/%s of operator instance %q; delete that one, or its row in puq_operator_membership_bindings if it is gone.",
+				c.UUID, b.Namespace, b.Name, b.InstanceID)
+		case in.holder != nil && olderThan(in.holder.ObjectMeta, m.ObjectMeta):
+			return p, waiting(v1.ReasonDuplicateMembership, "ClientMembership %s/%s, created earlier, already associates this "+
+				"user with this client; delete one of them.", in.holder.Namespace, in.holder.Name)
+		}
+		// The holder is gone (deleted without releasing, or this resource's predecessor of the
+		// same name) or younger (it yields to this one as a DuplicateMembership): take it over.
+		replacing = b.ResourceUID
+	}
+	if a := in.state.Association; a != nil && a.Owner && !m.Spec.Owner {
+		return p, p.refused
+	}
+	want := panel.Membership{Owner: m.Spec.Owner, Permissions: permissionKeys(m.Spec.Permissions)}
+	bound := in.state.Binding != nil && replacing == ""
+	if a := in.state.Association; a == nil || !a.Satisfies(want) || !bound {
+		w := &membershipWrite{binding: membershipBinding(m, in.instance, p.userUUID, c.UUID), want: want, replacing: replacing,
+			reason: "Updated", note: "Associated the user with client " + c.UUID}
+		if m.Status.ObservedGeneration == m.Generation && isReadyReason(m.Status.Conditions, v1.ReasonReconciled) {
+			w.reason, w.note = "DriftCorrected", "Repaired the association with client "+c.UUID+", changed outside the operator"
+		}
+		p.write = w
+	}
+	return p, ready("The association matches the spec.")
+}
+
+// planMembershipDeletion removes what the membership made, as its binding table rows say (not its
+// status: a status write can be lost after the association committed), or releases it. The
+// client's owner is never removed (the panel refuses): a membership deleted by itself waits for a
+// transfer; one whose User is going releases it, since its User's deletion waits for it and the
+// panel will not let the owner go either way.
+func planMembershipDeletion(in membershipInputs) (membershipPlan, outcome) {
+	m := in.membership
+	p := membershipPlan{}
+	if !slices.Contains(m.Finalizers, MembershipFinalizer) {
+		return p, ready("Deleted.")
+	}
+	userGoing := in.user == nil || !in.user.DeletionTimestamp.IsZero()
+	var blocked []string
+	for _, st := range in.bound {
+		b := *st.Binding
+		switch {
+		case m.Spec.DeletionPolicy == v1.MembershipDeletionRetain:
+			p.release = append(p.release, membershipRelease{binding: b})
+		case st.Association != nil && st.Association.Owner && userGoing:
+			p.release = append(p.release, membershipRelease{binding: b, owner: true})
+		case st.Association != nil && st.Association.Owner:
+			blocked = append(blocked, b.ClientUUID)
+		default:
+			p.remove = append(p.remove, b)
+		}
+	}
+	named := blocked
+	if len(named) == 0 { // the owner can only have changed since it was read: name every client removed
+		for _, b := range p.remove {
+			named = append(named, b.ClientUUID)
+		}
+	}
+	p.refused = waiting(v1.ReasonOwnerRemovalBlocked, "The user is the owner of client %s and the panel does not remove an "+
+		"owner. Make another user the owner (spec.owner: true on their membership), or set spec.deletionPolicy: Retain.",
+		strings.Join(named, ", "))
+	if len(blocked) > 0 {
+		return p, p.refused
+	}
+	p.removeFinalizer = true
+	return p, ready("Deleted.")
+}
+
+// olderPeerConflict lets the oldest membership win when two name the same user and client, or
+// when two claim ownership of one client.
+func olderPeerConflict(m *v1.ClientMembership, userUUID string, peers []v1.ClientMembership) *outcome {
+	for i := range peers {
+		other := &peers[i]
+		if other.UID == m.UID || !other.DeletionTimestamp.IsZero() || !olderThan(other.ObjectMeta, m.ObjectMeta) {
+			continue
+		}
+		if other.Status.UserUUID == userUUID {
+			o := waiting(v1.ReasonDuplicateMembership, "ClientMembership %s/%s, created earlier, already associates this user "+
+				"with this client; delete one of them.", other.Namespace, other.Name)
+			return &o
+		}
+		if m.Spec.Owner && other.Spec.Owner {
+			o := waiting(v1.ReasonOwnerConflict, "ClientMembership %s/%s, created earlier, already makes its user the owner of "+
+				"this client; a client has one owner. Set spec.owner: false on one of them.", other.Namespace, other.Name)
+			return &o
+		}
+	}
+	return nil
+}
+
+// ownedBy reports whether m has an ownerReference to owner, as controllerutil.SetOwnerReference
+// writes it (not a controller reference: metav1.IsControlledBy never sees it).
+func ownedBy(m metav1.Object, owner metav1.Object) bool {
+	return slices.ContainsFunc(m.GetOwnerReferences(), func(r metav1.OwnerReference) bool { return r.UID == owner.GetUID() })
+}
+
+// membershipBinding is the binding of m's association of a user with a client.
+func membershipBinding(m *v1.ClientMembership, instance, userUUID, clientUUID string) panel.MembershipBinding {
+	return panel.MembershipBinding{UserUUID: userUUID, ClientUUID: clientUUID, Namespace: m.Namespace, Name: m.Name,
+		ResourceUID: string(m.UID), InstanceID: instance}
+}
+
+func permissionKeys(perms []v1.Permission) []string {
+	keys := make([]string, 0, len(perms))
+	for _, p := range perms {
+		keys = append(keys, string(p))
+	}
+	return keys
+}
+
+func describeSelector(s v1.ClientSelector) string {
+	if s.UUID != "" {
+		return "uuid " + s.UUID
+	}
+	return fmt.Sprintf("companyName %q", s.CompanyName)
+}
