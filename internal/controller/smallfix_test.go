@@ -113,14 +113,15 @@ func (r failingResource) Watch(ctx context.Context, opts metav1.ListOptions) (wa
 // A Secret watch whose API server keeps failing waits before every reconnect, longer each time:
 // a watch that closes at once is not reopened at once, a 410 is not relisted at once, a failed
 // list is not retried at once. The waits run on a fake clock, so the test counts the calls made
-// in each wait and steps the clock to just before and just past each delay.
+// in each wait and steps the clock to just before and just past each delay, through the doubling
+// up to the cap (seven waits: the backoff starts over two minutes after it started).
 func TestSecretWatchBacksOffWhileTheAPIServerFails(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		fail       failure
 		perAttempt int32 // calls in one reconnect
 	}{
-		{"a watch that closes at once is reopened after a wait", watchCloses, 1},
+		{"a watch that closes at once is listed and reopened after a wait", watchCloses, 2},
 		{"a watch answered 410 Gone lists again after a wait", watchGone, 2},
 		{"a failing list is retried after a wait", everythingDown, 1},
 	} {
@@ -138,7 +139,7 @@ func TestSecretWatchBacksOffWhileTheAPIServerFails(t *testing.T) {
 			runSecretWatch(t, w)
 
 			delay, before := controller.FirstBackoff, int32(-1)
-			for attempt := range 8 {
+			for attempt := range 7 {
 				waitFor(t, "the watch waits before reconnecting", func() bool {
 					if n := f.calls.Load(); n > 50 {
 						t.Fatalf("%d calls to the API server without a wait between them", n)
