@@ -175,6 +175,12 @@ type secretListWatch struct {
 }
 
 func (lw secretListWatch) list(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	if opts.ResourceVersion == "0" {
+		// The reflector's first list asks for any version, which the API server answers from its
+		// watch cache in one response whatever the limit: every Secret at once. The latest
+		// version is paged, and is newer than any.
+		opts.ResourceVersion = ""
+	}
 	page, err := lw.w.client.Resource(secretsResource).Namespace(lw.ns).List(ctx, opts)
 	if err != nil {
 		lw.w.setHealthy(lw.ns, false)

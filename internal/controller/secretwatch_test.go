@@ -132,6 +132,92 @@ func TestSecretWatchRemembersOnlyUsedSecretsAndForgetsDeletedOnes(t *testing.T) 
 	}
 }
 
+// The watch reads Secrets a page at a time, on its first list and on a relist alike, and what a
+// page hands on to the reflector is only the Secrets Users use: the unrelated Secrets are never
+// all held at once, not even while a list is gathered.
+func TestSecretWatchListsAPageAtATimeAndHandsOnOnlyUsedSecrets(t *testing.T) {
+	ns := newNamespace(t, k8s)
+	users := newUserCache(t, restConfig, ns)
+	watchedUser(t, k8s, users, ns, "jane")
+	janeSecret := plainSecret(ns, "jane-password")
+	createIn(t, k8s, janeSecret)
+	mc, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first watch lists while the namespace is small, so its list is not paged by the reflector's
+	// own choice; the Secrets created after it reach it as watch events.
+	f := &failingMetadata{Interface: mc}
+	early := &cuttableMetadata{Interface: f}
+	w, _, _ := startSecretWatch(t, early, users, ns)
+	waitFor(t, "the first watch remembers jane's Secret", func() bool {
+		return w.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
+	})
+	createSecrets(t, ns, "unrelated", controller.SecretListPage+1)
+
+	late := &cuttableMetadata{Interface: mc}
+	w2, _, _ := startSecretWatch(t, late, users, ns)
+	waitFor(t, "the second watch remembers jane's Secret", func() bool {
+		return w2.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
+	})
+	if n := late.largestList(); n > controller.SecretListPage {
+		t.Errorf("the first list of a namespace of %d Secrets got %d in one response, want at most a page of %d",
+			controller.SecretListPage+2, n, controller.SecretListPage)
+	}
+
+	lists := early.lists.Load()
+	f.failWith(watchGone) // the first watch's next watch is refused: it lists again
+	waitFor(t, "the first watch lists again", func() bool { return early.lists.Load() > lists })
+	f.failWith(passThrough)
+	if n := early.largestList(); n > controller.SecretListPage {
+		t.Errorf("a relist of a namespace of %d Secrets got %d in one response, want at most a page of %d",
+			controller.SecretListPage+2, n, controller.SecretListPage)
+	}
+
+	page, err := w2.ListPage(context.Background(), ns, metav1.ListOptions{Limit: controller.SecretListPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Continue == "" {
+		t.Fatal("the first page is the whole namespace: the test proves nothing")
+	}
+	var unrelated []string
+	for _, s := range page.Items {
+		if s.Name != "jane-password" {
+			unrelated = append(unrelated, s.Name)
+		}
+	}
+	if len(unrelated) > 0 {
+		t.Errorf("a page handed the reflector %d unrelated Secrets (the first: %s), want only jane's", len(unrelated), unrelated[0])
+	}
+	for _, w := range []*controller.SecretWatch{w, w2} {
+		if n := w.Remembered(); n != 1 {
+			t.Errorf("a watch remembers %d Secrets, want 1 (jane's)", n)
+		}
+	}
+}
+
+// createSecrets creates n Secrets named prefix-<i> in ns, a few at a time.
+func createSecrets(t *testing.T, ns, prefix string, n int) {
+	t.Helper()
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if err := k8s.Create(context.Background(), plainSecret(ns, fmt.Sprintf("%s-%04d", prefix, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
 // When the watch's resourceVersion has expired (the API server answers 410 Gone), the watch lists
 // again, and the list delivers what changed while no watch was open: a rotated Secret queues its
 // User, a deleted one is forgotten.
@@ -246,7 +332,7 @@ var secretsResource = corev1.SchemeGroupVersion.WithResource("secrets")
 
 // cuttableMetadata passes the Secret watch's requests to the API server. The test can cut the open
 // watch and hold the next one until it releases it; it counts lists and the 410s the API server
-// answered to lists and watches.
+// answered to lists and watches, and keeps the size of the largest list response.
 type cuttableMetadata struct {
 	metadata.Interface
 	lists, expired atomic.Int32
@@ -255,6 +341,7 @@ type cuttableMetadata struct {
 	current watch.Interface
 	held    chan struct{} // nil when watches pass
 	from    string        // the resourceVersion of the watch being held
+	largest int           // the most Secrets one list response held
 }
 
 func (c *cuttableMetadata) Resource(gvr schema.GroupVersionResource) metadata.Getter {
@@ -278,6 +365,13 @@ func (c *cuttableMetadata) release() {
 	close(c.held)
 	c.held = nil
 	c.mu.Unlock()
+}
+
+// largestList is the most Secrets one list response held.
+func (c *cuttableMetadata) largestList() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.largest
 }
 
 // heldFrom is the resourceVersion the held watch asks to start from; "" while none is held.
@@ -306,6 +400,11 @@ func (r cuttableResource) List(ctx context.Context, opts metav1.ListOptions) (*m
 		r.c.lists.Add(1)
 	}
 	l, err := r.ResourceInterface.List(ctx, opts)
+	if l != nil {
+		r.c.mu.Lock()
+		r.c.largest = max(r.c.largest, len(l.Items))
+		r.c.mu.Unlock()
+	}
 	if isExpired(err) {
 		r.c.expired.Add(1) // a relist from the expired version, before the reflector lists the latest
 	}
