@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -216,6 +218,99 @@ func createSecrets(t *testing.T, ns, prefix string, n int) {
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// The watch is healthy (its versions current) only while a watch is open on a complete list: a
+// watch that ends in an error, a refused watch and a refused list each make it unhealthy at
+// once, before it waits to reconnect, and the next watch that opens makes it healthy again. The
+// reconnects wait on a fake clock, so each state is read while the watch waits, after a counted
+// number of calls.
+func TestSecretWatchIsUnhealthyFromTheFailedCallUntilAWatchOpens(t *testing.T) {
+	ns := newNamespace(t, k8s)
+	users := newUserCache(t, restConfig, ns)
+	mc, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failingMetadata{Interface: mc, fail: watchCloses}
+	clock := clocktesting.NewFakeClock(time.Now())
+	w := controller.NewSecretWatch(f, users, []string{ns})
+	w.WaitOn(clock)
+	runSecretWatch(t, w)
+	delay := controller.FirstBackoff
+	for i, step := range []struct {
+		fail    failure
+		calls   int32 // in the attempt
+		healthy bool
+		what    string
+	}{
+		{watchCloses, 2, true, "listed, and a watch opened (it closed without an error)"},
+		{watchFails, 2, false, "a watch ended in an error"},
+		{watchCloses, 2, true, "a watch opened again"},
+		{watchGone, 2, false, "a watch was refused"},
+		{watchCloses, 2, true, "a watch opened again"},
+		{everythingDown, 1, false, "a list was refused"},
+	} {
+		calls := f.calls.Load()
+		if i > 0 {
+			f.failWith(step.fail)
+			clock.Step(time.Duration(float64(delay)*(1+controller.SecretWatchJitter)) + time.Millisecond)
+			delay = min(time.Duration(float64(delay)*controller.SecretWatchBackoffFactor), controller.SecretWatchBackoffCap)
+		}
+		waitFor(t, "the watch waits after: "+step.what, func() bool {
+			return f.calls.Load()-calls >= step.calls && clock.HasWaiters()
+		})
+		if w.Healthy(ns) != step.healthy {
+			t.Errorf("after %s the watch says healthy=%v, want %v", step.what, w.Healthy(ns), step.healthy)
+		}
+	}
+}
+
+// Through is a resourceVersion the watch has delivered everything up to: at least the version of
+// the used Secret it remembers, and it moves on with the events of unrelated Secrets too, though
+// it keeps nothing of them. (resourceVersions are etcd revisions here: the test compares them as
+// numbers, which clients otherwise must not.)
+func TestSecretWatchIsThroughEveryChangeItDelivered(t *testing.T) {
+	ns := newNamespace(t, k8s)
+	users := newUserCache(t, restConfig, ns)
+	watchedUser(t, k8s, users, ns, "jane")
+	janeSecret := plainSecret(ns, "jane-password")
+	createIn(t, k8s, janeSecret)
+	mc, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, _ := startSecretWatch(t, mc, users, ns)
+	if rv := w.Through("not-" + ns); rv != "" {
+		t.Errorf("Through of a namespace the watch does not follow = %q, want \"\"", rv)
+	}
+	waitFor(t, "the watch remembers jane's Secret", func() bool {
+		return w.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
+	})
+	if rv := w.Through(ns); revision(t, rv) < revision(t, janeSecret.ResourceVersion) {
+		t.Errorf("Through = %q, before jane's Secret %q, which the watch remembers", rv, janeSecret.ResourceVersion)
+	}
+	unrelated := plainSecret(ns, "unrelated")
+	createIn(t, k8s, unrelated)
+	waitFor(t, "Through reaches the unrelated Secret's creation", func() bool {
+		return revision(t, w.Through(ns)) >= revision(t, unrelated.ResourceVersion)
+	})
+	if n := w.Remembered(); n != 1 {
+		t.Errorf("the watch remembers %d Secrets, want 1 (jane's)", n)
+	}
+}
+
+// revision reads a resourceVersion as the etcd revision it is; "" is 0.
+func revision(t *testing.T, rv string) int64 {
+	t.Helper()
+	if rv == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(rv, 10, 64)
+	if err != nil {
+		t.Fatalf("resourceVersion %q is not a number: %v", rv, err)
+	}
+	return n
 }
 
 // When the watch's resourceVersion has expired (the API server answers 410 Gone), the watch lists

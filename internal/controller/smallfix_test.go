@@ -29,6 +29,7 @@ const (
 	passThrough    failure = iota
 	watchCloses            // every watch opens and ends at once, delivering nothing
 	watchGone              // every watch is refused with 410 Gone
+	watchFails             // every watch opens and ends at once with an error
 	everythingDown         // every list and watch is refused with 503
 )
 
@@ -94,6 +95,11 @@ func (r failingResource) Watch(ctx context.Context, opts metav1.ListOptions) (wa
 	switch r.f.failing() {
 	case watchCloses:
 		return watch.NewEmptyWatch(), nil
+	case watchFails:
+		events := make(chan watch.Event, 1)
+		events <- watch.Event{Type: watch.Error, Object: &errDown.ErrStatus}
+		close(events)
+		return watch.NewProxyWatcher(events), nil
 	case watchGone:
 		r.f.refused.Add(1)
 		return nil, apierrors.NewResourceExpired("too old resource version: " + opts.ResourceVersion)
