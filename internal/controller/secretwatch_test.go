@@ -268,8 +268,8 @@ func TestSecretWatchIsUnhealthyFromTheFailedCallUntilAWatchOpens(t *testing.T) {
 
 // Through is a resourceVersion the watch has delivered everything up to: at least the version of
 // the used Secret it remembers, and it moves on with the events of unrelated Secrets too, though
-// it keeps nothing of them. (resourceVersions are etcd revisions here: the test compares them as
-// numbers, which clients otherwise must not.)
+// it keeps nothing of them; for a watch of one namespace and of all alike. (resourceVersions are
+// etcd revisions here: the test compares them as numbers, which clients otherwise must not.)
 func TestSecretWatchIsThroughEveryChangeItDelivered(t *testing.T) {
 	ns := newNamespace(t, k8s)
 	users := newUserCache(t, restConfig, ns)
@@ -281,22 +281,30 @@ func TestSecretWatchIsThroughEveryChangeItDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, _, _ := startSecretWatch(t, mc, users, ns)
+	all, _, _ := startSecretWatch(t, mc, users, metav1.NamespaceAll) // every namespace, as deployed by default
 	if rv := w.Through("not-" + ns); rv != "" {
 		t.Errorf("Through of a namespace the watch does not follow = %q, want \"\"", rv)
 	}
-	waitFor(t, "the watch remembers jane's Secret", func() bool {
-		return w.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
-	})
-	if rv := w.Through(ns); revision(t, rv) < revision(t, janeSecret.ResourceVersion) {
-		t.Errorf("Through = %q, before jane's Secret %q, which the watch remembers", rv, janeSecret.ResourceVersion)
-	}
 	unrelated := plainSecret(ns, "unrelated")
-	createIn(t, k8s, unrelated)
-	waitFor(t, "Through reaches the unrelated Secret's creation", func() bool {
-		return revision(t, w.Through(ns)) >= revision(t, unrelated.ResourceVersion)
-	})
-	if n := w.Remembered(); n != 1 {
-		t.Errorf("the watch remembers %d Secrets, want 1 (jane's)", n)
+	for i, w := range []*controller.SecretWatch{w, all} {
+		waitFor(t, "the watch remembers jane's Secret", func() bool {
+			return w.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
+		})
+		if rv := w.Through(ns); revision(t, rv) < revision(t, janeSecret.ResourceVersion) {
+			t.Errorf("watch %d: Through = %q, before jane's Secret %q, which the watch remembers", i, rv, janeSecret.ResourceVersion)
+		}
+		if i == 0 {
+			createIn(t, k8s, unrelated)
+		}
+		waitFor(t, "Through reaches the unrelated Secret's creation", func() bool {
+			return revision(t, w.Through(ns)) >= revision(t, unrelated.ResourceVersion)
+		})
+		if !w.Healthy(ns) {
+			t.Errorf("watch %d is not healthy in %s, which it follows, with a watch open", i, ns)
+		}
+		if n := w.Remembered(); n != 1 {
+			t.Errorf("watch %d remembers %d Secrets, want 1 (jane's)", i, n)
+		}
 	}
 }
 
