@@ -10,10 +10,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -25,16 +27,22 @@ import (
 // secretListPage is how many Secrets one list request returns.
 const secretListPage = 500
 
-// secretWatchBackoff spaces the watch's reconnects (lists and watches) after a failure or a watch
-// that ended without delivering anything, so a failing API server is not hammered: 1 s, doubling
-// up to a minute, with jitter; it starts again from 1 s once a watch delivers.
+// secretWatchBackoff spaces the watch's reconnects (lists and watches) after a failure, so a
+// failing API server is not hammered: 1 s, doubling up to a minute, with jitter; it starts over
+// from 1 s every secretWatchBackoffReset (wait.Backoff.DelayWithReset, as the reflector's own).
 var secretWatchBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: time.Minute}
 
+const secretWatchBackoffReset = 2 * time.Minute
+
+var secretsResource = corev1.SchemeGroupVersion.WithResource("secrets")
+
 // secretWatch follows the Secrets that Users use (password Secrets, and the TOTP Secrets Users
-// own) and nothing else. An informer would cache the metadata of every Secret in the cluster and
-// decode them all at once on every relist; this lists Secrets as metadata a page at a time, then
-// watches them, and keeps only the version (UID/resourceVersion) of the Secrets some User uses.
-// A change to one of those queues its Users. Memory is flat in the number of unrelated Secrets.
+// own) and nothing else. An informer would cache the metadata of every Secret in the cluster; this
+// runs client-go's Reflector (paging, relist on an expired version, backoff, bookmarks) over a
+// metadata ListWatch, per followed namespace, into a store that keeps only the version
+// (UID/resourceVersion) of the Secrets some User uses, and queues their Users when it changes.
+// Memory is flat in the number of unrelated Secrets: the list drops them page by page, before the
+// reflector gathers the pages, and the store drops them from the watch.
 type secretWatch struct {
 	client     metadata.Interface
 	users      client.Reader
@@ -43,12 +51,11 @@ type secretWatch struct {
 
 	mu       sync.RWMutex
 	versions map[types.NamespacedName]string
-	// through is, per followed namespace ("" for all), the resourceVersion the watch has
-	// delivered everything up to.
-	through map[string]string
 	// healthy is, per followed namespace, whether a watch is open on a complete list: only then
-	// are the versions current. A failed list or watch clears it until a watch opens again.
-	healthy map[string]bool
+	// are the versions current. A failed list or watch, or a watch ending in an error, clears it
+	// until a watch opens.
+	healthy    map[string]bool
+	reflectors map[string]*cache.Reflector
 
 	backoff wait.Backoff
 	clock   clock.Clock
@@ -59,7 +66,7 @@ func newSecretWatch(c metadata.Interface, users client.Reader, namespaces []stri
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	return &secretWatch{client: c, users: users, namespaces: namespaces, queue: make(chan event.GenericEvent, secretListPage),
-		versions: map[types.NamespacedName]string{}, through: map[string]string{}, healthy: map[string]bool{},
+		versions: map[types.NamespacedName]string{}, healthy: map[string]bool{}, reflectors: map[string]*cache.Reflector{},
 		backoff: secretWatchBackoff, clock: clock.RealClock{}}
 }
 
@@ -83,20 +90,18 @@ func (w *secretWatch) setHealthy(ns string, ok bool) {
 // Through is a resourceVersion that reads of Secrets in the namespace may ask for ("not older
 // than"): everything up to it has been delivered to the watch, so the API server can answer from
 // its watch cache instead of reading etcd, without going back before a change the watch reported.
-// "" before the first list.
+// "" before the first list. The reflector moves it after its store took a list or an event.
 func (w *secretWatch) Through(namespace string) string {
 	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if rv, ok := w.through[namespace]; ok {
-		return rv
+	r, ok := w.reflectors[namespace]
+	if !ok {
+		r = w.reflectors[metav1.NamespaceAll]
 	}
-	return w.through[metav1.NamespaceAll]
-}
-
-func (w *secretWatch) advance(ns, rv string) {
-	w.mu.Lock()
-	w.through[ns] = rv
-	w.mu.Unlock()
+	w.mu.RUnlock()
+	if r == nil {
+		return ""
+	}
+	return r.LastSyncResourceVersion()
 }
 
 // Version is the version of a used Secret as last seen; "" when it is not known (not used yet,
@@ -119,116 +124,135 @@ func (w *secretWatch) Saw(key types.NamespacedName, version string) {
 // NeedLeaderElection makes the watch run on the leader only, like the controllers it feeds.
 func (w *secretWatch) NeedLeaderElection() bool { return true }
 
-// Start lists and watches each namespace until ctx ends.
+// Start follows each namespace with a reflector until ctx ends.
 func (w *secretWatch) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, ns := range w.namespaces {
-		wg.Go(func() { w.follow(ctx, ns) })
+		wg.Go(func() { w.follow(logf.IntoContext(ctx, logf.FromContext(ctx).WithValues("namespace", ns)), ns) })
 	}
 	wg.Wait()
 	return nil
 }
 
-// follow lists a namespace's Secrets, then watches from the list's version; a watch that ends is
-// resumed from the last version seen, and one that is too old for the API server lists again.
-// Every reconnect after a failure, or after a watch that delivered nothing, waits the backoff
-// first; the backoff starts over once a watch delivers.
+// follow runs a reflector over a namespace's Secrets: it lists them a page at a time, watches from
+// the list's version, resumes a watch that ends and lists again when its version has expired. The
+// loop around it is the reflector's Run, except that it waits on the watch's clock (Run waits on
+// the real one) and sees the errors Run would pass to a WatchErrorHandler: every reconnect after a
+// failed list or watch, or after a watch that ended in an error or at once, waits the backoff.
 func (w *secretWatch) follow(ctx context.Context, ns string) {
-	log := logf.FromContext(ctx).WithValues("namespace", ns)
 	backoff := w.backoff
-	rv := "" // "" lists first
+	lw := secretListWatch{w: w, ns: ns}
+	r := cache.NewReflectorWithOptions(
+		cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: lw.list, WatchFuncWithContext: lw.watch}, lw),
+		&metav1.PartialObjectMetadata{}, &secretStore{w: w, ns: ns, ctx: ctx},
+		cache.ReflectorOptions{Name: "secret-watch", TypeDescription: "Secret metadata", Clock: w.clock, Backoff: &backoff})
+	// Paged lists, relists too: unpaged, the API server answers a relist with every Secret at once.
+	r.WatchListPageSize = secretListPage
+	w.mu.Lock()
+	w.reflectors[ns] = r
+	w.mu.Unlock()
+
+	delay := backoff.DelayWithReset(w.clock, secretWatchBackoffReset)
 	for ctx.Err() == nil {
-		var err error
-		delivered := false
-		listed := rv == ""
-		if listed {
-			rv, err = w.list(ctx, ns)
-		} else {
-			rv, delivered, err = w.watch(ctx, ns, rv)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			w.setHealthy(ns, false)
-		}
-		if delivered {
-			backoff = w.backoff
-		}
-		switch {
-		case err == nil && (listed || delivered):
-			continue // watch from the list's version, or resume a watch that was working, at once
-		case err == nil:
-		case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
-			rv = ""
-		default:
-			log.Error(err, "Watching Secrets failed; listing them again")
-			rv = ""
+		if err := r.ListAndWatchWithContext(ctx); err != nil {
+			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+				logf.FromContext(ctx).Error(err, "Watching Secrets failed; listing them again")
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-w.clock.After(backoff.Step()):
+		case <-w.clock.After(delay()):
 		}
 	}
 }
 
-// list goes through the namespace's Secrets a page at a time, and forgets the used Secrets that
-// are gone. It returns the list's resourceVersion.
-func (w *secretWatch) list(ctx context.Context, ns string) (string, error) {
-	seen := map[types.NamespacedName]bool{}
-	opts := metav1.ListOptions{Limit: secretListPage}
-	for {
-		page, err := w.client.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(ns).List(ctx, opts)
-		if err != nil {
-			return "", err
-		}
-		secretsListed.Add(float64(len(page.Items)))
-		for i := range page.Items {
-			s := &page.Items[i]
-			if w.observe(ctx, s, false) {
-				seen[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = true // only the used Secrets
-			}
-		}
-		if page.Continue == "" {
-			w.forgetUnseen(ctx, ns, seen)
-			w.advance(ns, page.ResourceVersion)
-			secretLists.Inc()
-			return page.ResourceVersion, nil
-		}
-		opts.Continue = page.Continue
-	}
+// secretListWatch lists and watches one namespace's Secrets as metadata. It drops the unused
+// Secrets from each page as it arrives, counts what it lists, and tells the watch whether it is
+// following the namespace.
+type secretListWatch struct {
+	w  *secretWatch
+	ns string
 }
 
-// watch follows changes from rv until the watch ends; it returns the last version seen and
-// whether the watch delivered anything.
-func (w *secretWatch) watch(ctx context.Context, ns, rv string) (string, bool, error) {
-	wi, err := w.client.Resource(corev1.SchemeGroupVersion.WithResource("secrets")).Namespace(ns).Watch(ctx,
-		metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+func (lw secretListWatch) list(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	if opts.ResourceVersion == "0" {
+		// The reflector's first list asks for any version, which the API server answers from its
+		// watch cache in one response whatever the limit: every Secret at once. The latest
+		// version is paged, and is newer than any.
+		opts.ResourceVersion = ""
+	}
+	page, err := lw.w.client.Resource(secretsResource).Namespace(lw.ns).List(ctx, opts)
 	if err != nil {
-		return rv, false, err
+		lw.w.setHealthy(lw.ns, false)
+		return nil, err
 	}
-	defer wi.Stop()
-	w.setHealthy(ns, true)
-	delivered := false
-	for ev := range wi.ResultChan() {
+	secretsListed.Add(float64(len(page.Items)))
+	used := make([]metav1.PartialObjectMetadata, 0, 1)
+	for i := range page.Items {
+		if len(lw.w.usersOf(ctx, &page.Items[i])) > 0 {
+			used = append(used, page.Items[i])
+		}
+	}
+	page.Items = used
+	return page, nil
+}
+
+func (lw secretListWatch) watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	wi, err := lw.w.client.Resource(secretsResource).Namespace(lw.ns).Watch(ctx, opts)
+	if err != nil {
+		lw.w.setHealthy(lw.ns, false)
+		return nil, err
+	}
+	lw.w.setHealthy(lw.ns, true)
+	return watch.Filter(wi, func(ev watch.Event) (watch.Event, bool) {
 		if ev.Type == watch.Error {
-			return rv, delivered, apierrors.FromObject(ev.Object)
+			lw.w.setHealthy(lw.ns, false)
 		}
-		s, ok := ev.Object.(*metav1.PartialObjectMetadata)
+		return ev, true
+	}), nil
+}
+
+// IsWatchListSemanticsUnSupported keeps the reflector on paged lists: a streaming list (WatchList)
+// gathers every Secret of the namespace in a temporary store before the store sees any.
+func (secretListWatch) IsWatchListSemanticsUnSupported() bool { return true }
+
+// secretStore is the reflector's store for one namespace: it keeps only what observe remembers.
+type secretStore struct {
+	w   *secretWatch
+	ns  string
+	ctx context.Context // the watch's, for reading Users and queueing them
+}
+
+func (s *secretStore) Add(obj any) error    { return s.observe(obj, false) }
+func (s *secretStore) Update(obj any) error { return s.observe(obj, false) }
+func (s *secretStore) Delete(obj any) error { return s.observe(obj, true) }
+func (s *secretStore) Resync() error        { return nil }
+
+func (s *secretStore) observe(obj any, deleted bool) error {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return fmt.Errorf("unexpected %T in the Secret watch", obj)
+	}
+	s.w.observe(s.ctx, m, deleted)
+	return nil
+}
+
+// Replace takes a complete list (of used Secrets only: the list dropped the others) and forgets
+// the used Secrets of the namespace it no longer has.
+func (s *secretStore) Replace(list []any, _ string) error {
+	seen := map[types.NamespacedName]bool{}
+	for _, obj := range list {
+		m, ok := obj.(*metav1.PartialObjectMetadata)
 		if !ok {
-			return rv, delivered, fmt.Errorf("unexpected %T in the Secret watch", ev.Object)
+			return fmt.Errorf("unexpected %T in the Secret watch", obj)
 		}
-		rv, delivered = s.ResourceVersion, true
-		if ev.Type != watch.Bookmark {
-			w.observe(ctx, s, ev.Type == watch.Deleted)
+		if s.w.observe(s.ctx, m, false) {
+			seen[types.NamespacedName{Namespace: m.Namespace, Name: m.Name}] = true
 		}
-		w.advance(ns, rv)
 	}
-	if ctx.Err() != nil {
-		return rv, delivered, ctx.Err()
-	}
-	return rv, delivered, nil
+	s.w.forgetUnseen(s.ctx, s.ns, seen)
+	secretLists.Inc()
+	return nil
 }
 
 // observe records a Secret's version when Users use it, and queues them when it changed. It

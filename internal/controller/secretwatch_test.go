@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -132,6 +134,193 @@ func TestSecretWatchRemembersOnlyUsedSecretsAndForgetsDeletedOnes(t *testing.T) 
 	}
 }
 
+// The watch reads Secrets a page at a time, on its first list and on a relist alike, and what a
+// page hands on to the reflector is only the Secrets Users use: the unrelated Secrets are never
+// all held at once, not even while a list is gathered.
+func TestSecretWatchListsAPageAtATimeAndHandsOnOnlyUsedSecrets(t *testing.T) {
+	ns := newNamespace(t, k8s)
+	users := newUserCache(t, restConfig, ns)
+	watchedUser(t, k8s, users, ns, "jane")
+	janeSecret := plainSecret(ns, "jane-password")
+	createIn(t, k8s, janeSecret)
+	mc, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first watch lists while the namespace is small, so its list is not paged by the reflector's
+	// own choice; the Secrets created after it reach it as watch events.
+	f := &failingMetadata{Interface: mc}
+	early := &cuttableMetadata{Interface: f}
+	w, _, _ := startSecretWatch(t, early, users, ns)
+	waitFor(t, "the first watch remembers jane's Secret", func() bool {
+		return w.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
+	})
+	createSecrets(t, ns, "unrelated", controller.SecretListPage+1)
+
+	late := &cuttableMetadata{Interface: mc}
+	w2, _, _ := startSecretWatch(t, late, users, ns)
+	waitFor(t, "the second watch remembers jane's Secret", func() bool {
+		return w2.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
+	})
+	if n := late.largestList(); n > controller.SecretListPage {
+		t.Errorf("the first list of a namespace of %d Secrets got %d in one response, want at most a page of %d",
+			controller.SecretListPage+2, n, controller.SecretListPage)
+	}
+
+	lists := early.lists.Load()
+	f.failWith(watchGone) // the first watch's next watch is refused: it lists again
+	waitFor(t, "the first watch lists again", func() bool { return early.lists.Load() > lists })
+	f.failWith(passThrough)
+	if n := early.largestList(); n > controller.SecretListPage {
+		t.Errorf("a relist of a namespace of %d Secrets got %d in one response, want at most a page of %d",
+			controller.SecretListPage+2, n, controller.SecretListPage)
+	}
+
+	page, err := w2.ListPage(context.Background(), ns, metav1.ListOptions{Limit: controller.SecretListPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Continue == "" {
+		t.Fatal("the first page is the whole namespace: the test proves nothing")
+	}
+	var unrelated []string
+	for _, s := range page.Items {
+		if s.Name != "jane-password" {
+			unrelated = append(unrelated, s.Name)
+		}
+	}
+	if len(unrelated) > 0 {
+		t.Errorf("a page handed the reflector %d unrelated Secrets (the first: %s), want only jane's", len(unrelated), unrelated[0])
+	}
+	for _, w := range []*controller.SecretWatch{w, w2} {
+		if n := w.Remembered(); n != 1 {
+			t.Errorf("a watch remembers %d Secrets, want 1 (jane's)", n)
+		}
+	}
+}
+
+// createSecrets creates n Secrets named prefix-<i> in ns, a few at a time.
+func createSecrets(t *testing.T, ns, prefix string, n int) {
+	t.Helper()
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				if err := k8s.Create(context.Background(), plainSecret(ns, fmt.Sprintf("%s-%04d", prefix, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// The watch is healthy (its versions current) only while a watch is open on a complete list: a
+// watch that ends in an error, a refused watch and a refused list each make it unhealthy at
+// once, before it waits to reconnect, and the next watch that opens makes it healthy again. The
+// reconnects wait on a fake clock, so each state is read while the watch waits, after a counted
+// number of calls.
+func TestSecretWatchIsUnhealthyFromTheFailedCallUntilAWatchOpens(t *testing.T) {
+	ns := newNamespace(t, k8s)
+	users := newUserCache(t, restConfig, ns)
+	mc, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failingMetadata{Interface: mc, fail: watchCloses}
+	clock := clocktesting.NewFakeClock(time.Now())
+	w := controller.NewSecretWatch(f, users, []string{ns})
+	w.WaitOn(clock)
+	runSecretWatch(t, w)
+	delay := controller.FirstBackoff
+	for i, step := range []struct {
+		fail    failure
+		calls   int32 // in the attempt
+		healthy bool
+		what    string
+	}{
+		{watchCloses, 2, true, "listed, and a watch opened (it closed without an error)"},
+		{watchFails, 2, false, "a watch ended in an error"},
+		{watchCloses, 2, true, "a watch opened again"},
+		{watchGone, 2, false, "a watch was refused"},
+		{watchCloses, 2, true, "a watch opened again"},
+		{everythingDown, 1, false, "a list was refused"},
+	} {
+		calls := f.calls.Load()
+		if i > 0 {
+			f.failWith(step.fail)
+			clock.Step(time.Duration(float64(delay)*(1+controller.SecretWatchJitter)) + time.Millisecond)
+			delay = min(time.Duration(float64(delay)*controller.SecretWatchBackoffFactor), controller.SecretWatchBackoffCap)
+		}
+		waitFor(t, "the watch waits after: "+step.what, func() bool {
+			return f.calls.Load()-calls >= step.calls && clock.HasWaiters()
+		})
+		if w.Healthy(ns) != step.healthy {
+			t.Errorf("after %s the watch says healthy=%v, want %v", step.what, w.Healthy(ns), step.healthy)
+		}
+	}
+}
+
+// Through is a resourceVersion the watch has delivered everything up to: at least the version of
+// the used Secret it remembers, and it moves on with the events of unrelated Secrets too, though
+// it keeps nothing of them; for a watch of one namespace and of all alike. (resourceVersions are
+// etcd revisions here: the test compares them as numbers, which clients otherwise must not.)
+func TestSecretWatchIsThroughEveryChangeItDelivered(t *testing.T) {
+	ns := newNamespace(t, k8s)
+	users := newUserCache(t, restConfig, ns)
+	watchedUser(t, k8s, users, ns, "jane")
+	janeSecret := plainSecret(ns, "jane-password")
+	createIn(t, k8s, janeSecret)
+	mc, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, _ := startSecretWatch(t, mc, users, ns)
+	all, _, _ := startSecretWatch(t, mc, users, metav1.NamespaceAll) // every namespace, as deployed by default
+	if rv := w.Through("not-" + ns); rv != "" {
+		t.Errorf("Through of a namespace the watch does not follow = %q, want \"\"", rv)
+	}
+	unrelated := plainSecret(ns, "unrelated")
+	for i, w := range []*controller.SecretWatch{w, all} {
+		waitFor(t, "the watch remembers jane's Secret", func() bool {
+			return w.Version(controller.Key(ns, "jane-password")) == controller.SecretVersion(janeSecret)
+		})
+		if rv := w.Through(ns); revision(t, rv) < revision(t, janeSecret.ResourceVersion) {
+			t.Errorf("watch %d: Through = %q, before jane's Secret %q, which the watch remembers", i, rv, janeSecret.ResourceVersion)
+		}
+		if i == 0 {
+			createIn(t, k8s, unrelated)
+		}
+		waitFor(t, "Through reaches the unrelated Secret's creation", func() bool {
+			return revision(t, w.Through(ns)) >= revision(t, unrelated.ResourceVersion)
+		})
+		if !w.Healthy(ns) {
+			t.Errorf("watch %d is not healthy in %s, which it follows, with a watch open", i, ns)
+		}
+		if n := w.Remembered(); n != 1 {
+			t.Errorf("watch %d remembers %d Secrets, want 1 (jane's)", i, n)
+		}
+	}
+}
+
+// revision reads a resourceVersion as the etcd revision it is; "" is 0.
+func revision(t *testing.T, rv string) int64 {
+	t.Helper()
+	if rv == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(rv, 10, 64)
+	if err != nil {
+		t.Fatalf("resourceVersion %q is not a number: %v", rv, err)
+	}
+	return n
+}
+
 // When the watch's resourceVersion has expired (the API server answers 410 Gone), the watch lists
 // again, and the list delivers what changed while no watch was open: a rotated Secret queues its
 // User, a deleted one is forgotten.
@@ -165,11 +354,13 @@ func TestSecretWatchRelistsAfterItsVersionExpiresAndDeliversTheRotation(t *testi
 			w.Version(controller.Key(ns, "bob-password")) == controller.SecretVersion(bobSecret) &&
 			q.count("jane") == 1 && q.count("bob") == 1
 	})
-	lists := cw.lists.Load()
 
 	cw.cut()
 	var from string
 	waitFor(t, "the watch reconnects", func() bool { from = cw.heldFrom(); return from != "" })
+	// Counted from the held reconnect: a cut watch that delivered nothing within a second is listed
+	// again before it reconnects (the reflector's very short watch), which is not what this counts.
+	lists := cw.lists.Load()
 	janeSecret.StringData = map[string]string{"password": "rotated-Birch-lamp-72"}
 	if err := c.Update(context.Background(), janeSecret); err != nil {
 		t.Fatal(err)
@@ -190,7 +381,8 @@ func TestSecretWatchRelistsAfterItsVersionExpiresAndDeliversTheRotation(t *testi
 		t.Errorf("the watch never got a 410 from the API server; the test proves nothing")
 	}
 	// One relist per 410: with etcd compacting every second, a relist whose version is compacted
-	// before its watch opens gets a 410 of its own, and rightly lists again.
+	// (the reflector relists from its last version first) or whose version is compacted before
+	// its watch opens gets a 410 of its own, and rightly lists again.
 	if n, gone := cw.lists.Load()-lists, cw.expired.Load(); n < 1 || n > gone {
 		t.Errorf("%d lists after %d answers of 410 Gone, want one list per 410", n, gone)
 	}
@@ -243,7 +435,7 @@ var secretsResource = corev1.SchemeGroupVersion.WithResource("secrets")
 
 // cuttableMetadata passes the Secret watch's requests to the API server. The test can cut the open
 // watch and hold the next one until it releases it; it counts lists and the 410s the API server
-// answered.
+// answered to lists and watches, and keeps the size of the largest list response.
 type cuttableMetadata struct {
 	metadata.Interface
 	lists, expired atomic.Int32
@@ -252,6 +444,7 @@ type cuttableMetadata struct {
 	current watch.Interface
 	held    chan struct{} // nil when watches pass
 	from    string        // the resourceVersion of the watch being held
+	largest int           // the most Secrets one list response held
 }
 
 func (c *cuttableMetadata) Resource(gvr schema.GroupVersionResource) metadata.Getter {
@@ -275,6 +468,13 @@ func (c *cuttableMetadata) release() {
 	close(c.held)
 	c.held = nil
 	c.mu.Unlock()
+}
+
+// largestList is the most Secrets one list response held.
+func (c *cuttableMetadata) largestList() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.largest
 }
 
 // heldFrom is the resourceVersion the held watch asks to start from; "" while none is held.
@@ -302,7 +502,16 @@ func (r cuttableResource) List(ctx context.Context, opts metav1.ListOptions) (*m
 	if opts.Continue == "" {
 		r.c.lists.Add(1)
 	}
-	return r.ResourceInterface.List(ctx, opts)
+	l, err := r.ResourceInterface.List(ctx, opts)
+	if l != nil {
+		r.c.mu.Lock()
+		r.c.largest = max(r.c.largest, len(l.Items))
+		r.c.mu.Unlock()
+	}
+	if isExpired(err) {
+		r.c.expired.Add(1) // a relist from the expired version, before the reflector lists the latest
+	}
+	return l, err
 }
 
 func (r cuttableResource) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {

@@ -29,6 +29,7 @@ const (
 	passThrough    failure = iota
 	watchCloses            // every watch opens and ends at once, delivering nothing
 	watchGone              // every watch is refused with 410 Gone
+	watchFails             // every watch opens and ends at once with an error
 	everythingDown         // every list and watch is refused with 503
 )
 
@@ -94,6 +95,11 @@ func (r failingResource) Watch(ctx context.Context, opts metav1.ListOptions) (wa
 	switch r.f.failing() {
 	case watchCloses:
 		return watch.NewEmptyWatch(), nil
+	case watchFails:
+		events := make(chan watch.Event, 1)
+		events <- watch.Event{Type: watch.Error, Object: &errDown.ErrStatus}
+		close(events)
+		return watch.NewProxyWatcher(events), nil
 	case watchGone:
 		r.f.refused.Add(1)
 		return nil, apierrors.NewResourceExpired("too old resource version: " + opts.ResourceVersion)
@@ -113,14 +119,15 @@ func (r failingResource) Watch(ctx context.Context, opts metav1.ListOptions) (wa
 // A Secret watch whose API server keeps failing waits before every reconnect, longer each time:
 // a watch that closes at once is not reopened at once, a 410 is not relisted at once, a failed
 // list is not retried at once. The waits run on a fake clock, so the test counts the calls made
-// in each wait and steps the clock to just before and just past each delay.
+// in each wait and steps the clock to just before and just past each delay, through the doubling
+// up to the cap (seven waits: the backoff starts over two minutes after it started).
 func TestSecretWatchBacksOffWhileTheAPIServerFails(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		fail       failure
 		perAttempt int32 // calls in one reconnect
 	}{
-		{"a watch that closes at once is reopened after a wait", watchCloses, 1},
+		{"a watch that closes at once is listed and reopened after a wait", watchCloses, 2},
 		{"a watch answered 410 Gone lists again after a wait", watchGone, 2},
 		{"a failing list is retried after a wait", everythingDown, 1},
 	} {
@@ -138,7 +145,7 @@ func TestSecretWatchBacksOffWhileTheAPIServerFails(t *testing.T) {
 			runSecretWatch(t, w)
 
 			delay, before := controller.FirstBackoff, int32(-1)
-			for attempt := range 8 {
+			for attempt := range 7 {
 				waitFor(t, "the watch waits before reconnecting", func() bool {
 					if n := f.calls.Load(); n > 50 {
 						t.Fatalf("%d calls to the API server without a wait between them", n)
