@@ -100,6 +100,10 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 		return p, waiting(v1.ReasonUserNotFound, "User %s/%s named in spec.userRef does not exist; create it.",
 			m.Namespace, m.Spec.UserRef.Name)
 	}
+	if !in.user.DeletionTimestamp.IsZero() {
+		// Its deletion removes its memberships; an association written now would outlive it.
+		return p, waiting(v1.ReasonUserNotReady, "User %s is being deleted; no association is written for it.", in.user.Name)
+	}
 	if in.user.Status.UUID == "" || !isReadyReason(in.user.Status.Conditions, v1.ReasonReconciled) {
 		return p, waiting(v1.ReasonUserNotReady, "User %s is not Ready yet; the association is written once it is.", in.user.Name)
 	}

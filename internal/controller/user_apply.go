@@ -45,6 +45,12 @@ func (r *UserReconciler) carryOut(ctx context.Context, user *v1.User, f userFact
 			return outcome{}, err
 		}
 		applied, err := r.Store.Apply(ctx, *p.change)
+		if errors.Is(err, panel.ErrDuplicateEmail) && p.change.UUID == "" {
+			// Another User or the panel took the email since it was looked up (two Users created
+			// in the same second): look again at once, and the holder rule decides.
+			return retrying(v1.ReasonDuplicateEmail, "Another panel user got this email while this one was being created; "+
+				"looking again."), nil
+		}
 		if err != nil {
 			return outcome{}, err
 		}

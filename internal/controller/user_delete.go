@@ -24,8 +24,8 @@ import (
 const membershipsPoll = 2 * time.Second
 
 // reconcileDelete releases what the User holds in the panel as its deletion policy says, then
-// removes the finalizer. What it holds is what the binding table says, by the User's UID, never
-// what status says: a status write lost after the panel user was created does not leave that user
+// removes the finalizer. What it holds is what the binding table says (matched as the User's
+// reconcile matches it: by namespace, name and operator instance), never what status says: a status write lost after the panel user was created does not leave that user
 // behind, and a status naming someone else's panel user releases nothing.
 func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(user, UserFinalizer) {
@@ -74,7 +74,7 @@ func (r *UserReconciler) removeFinalizer(ctx context.Context, user *v1.User) (ct
 // once. A panel user the panel keeps (it belongs to clients made in the panel UI, or it owns a
 // client) is disabled and released: the person cannot log in, the clients keep their records.
 func (r *UserReconciler) release(ctx context.Context, user *v1.User) (*outcome, error) {
-	bindings, err := r.Store.BindingsOf(ctx, r.Options.InstanceID, user.Namespace, user.Name, string(user.UID))
+	bindings, err := r.Store.BindingsOf(ctx, r.Options.InstanceID, user.Namespace, user.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -258,9 +258,12 @@ func planTOTP(f userFacts, d *panel.DesiredUser, p *userPlan) (*outcome, bool) {
 		}
 		return nil, false
 	}
-	if t.owned {
+	// The seed this User issued goes: its Secret still exists (whatever status says), or status
+	// says it issued one and the panel still holds a seed although the Secret was deleted by hand.
+	// A seed the person enrolled in the panel themselves, with no such record, is theirs.
+	if t.owned || (user.Status.TOTPSecretName != "" && snap.User().TOTPSecretSet) {
 		d.DefaultMethod, d.RemoveTOTP = panel.MethodEmail, true
-		p.withdrawTOTP = true
+		p.withdrawTOTP = t.owned
 	}
 	return nil, false
 }

@@ -142,6 +142,22 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
 				password: secretFacts{version: "s/1"}, totp: totpFacts{read: true, exists: true, owned: true, seed: "SEED"}}
 		}, want{write: true, withdraw: true, version: "s/1"}},
+		{"TOTP off, the seed's Secret deleted by hand: the panel's seed still goes, no Secret is deleted", func() userFacts {
+			u := base(func(u *v1.User) { u.Status.TOTPSecretName = "jane-totp" })
+			d := desiredFields(u)
+			d.TOTPSecret, d.DefaultMethod = "SEED", panel.MethodTOTP
+			snap := panel.SnapshotOf("p-1", d, own(u, "s/1"), nil)
+			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
+				password: secretFacts{version: "s/1"}, totp: totpFacts{read: true}}
+		}, want{write: true, version: "s/1"}},
+		{"TOTP off and a seed the person enrolled in the panel themselves stays", func() userFacts {
+			u := base()
+			d := desiredFields(u)
+			d.TOTPSecret, d.DefaultMethod = "THEIRS", panel.MethodTOTP
+			snap := panel.SnapshotOf("p-1", d, own(u, "s/1"), nil)
+			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
+				password: secretFacts{version: "s/1"}, totp: totpFacts{read: true}}
+		}, want{version: "s/1"}},
 		{"TOTP off and status names a Secret the resync did not read: left to a reconcile", func() userFacts {
 			u := base(func(u *v1.User) { u.Status.TOTPSecretName = "jane-totp" })
 			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, own(u, "s/1")), Via: panel.ViaStatus},

@@ -197,3 +197,35 @@ func TestLoginDisabledWhileTheDeletionWaitsForMemberships(t *testing.T) {
 		t.Error("the panel user is still there after its memberships went")
 	}
 }
+
+// A User re-created under the name of one whose panel side was abandoned (or re-applied to a new
+// cluster) finds the old binding by name; deleted before its first write (its Secret had not
+// arrived), it still releases that panel user: deletion matches the binding as the reconcile
+// does, not by a UID the binding does not carry yet.
+func TestUserDeletedBeforeItsFirstWriteReleasesTheBindingItFound(t *testing.T) {
+	e := newEnv(t)
+	u, id := e.readyUser("jane")
+	update(e, u, func(u *v1.User) {
+		if u.Annotations == nil {
+			u.Annotations = map[string]string{}
+		}
+		u.Annotations[v1.AnnotationAbandon] = "true"
+	})
+	if err := k8s.Delete(e.ctx(), u); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGone(u)
+	if n := e.count("SELECT COUNT(*) FROM puq_operator_bindings WHERE user_uuid = ?", id); n != 1 {
+		t.Fatalf("%d bindings of the abandoned panel user, want 1", n)
+	}
+	again := e.newUser("jane", "jane@example.com", func(u *v1.User) { u.Spec.PasswordSecretRef.Name = "not-there-yet" })
+	e.create(again)
+	e.waitUser(again, v1.ReasonSecretNotFound)
+	if err := k8s.Delete(e.ctx(), again); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGone(again)
+	if n := e.count("SELECT COUNT(*) FROM users WHERE uuid = ?", id); n != 0 {
+		t.Error("the panel user the re-created User found by its binding outlived it: a login with no resource behind it")
+	}
+}

@@ -265,6 +265,12 @@ func (s *Store) Release(ctx context.Context, b Binding, mode ReleaseMode) (Relea
 	var out Released
 	err := s.tx(ctx, "release the panel user", func(tx *sql.Tx) error {
 		out = Released{}
+		// The users row first, then the binding: the order changeUser locks them in, so the two
+		// never deadlock.
+		before, userErr := s.readUserRow(ctx, tx, "uuid = ?", b.UserUUID, true)
+		if userErr != nil && !isNoRows(userErr) {
+			return userErr
+		}
 		current, err := readBinding(ctx, tx, b.UserUUID, s.forUpdate())
 		if err != nil {
 			return err
@@ -272,7 +278,7 @@ func (s *Store) Release(ctx context.Context, b Binding, mode ReleaseMode) (Relea
 		if current == nil || !current.SameResource(b.Namespace, b.Name, b.InstanceID) || current.ResourceUID != b.ResourceUID {
 			return fmt.Errorf("panel user %s: %w", b.UserUUID, ErrConflict)
 		}
-		before, err := s.readUserRow(ctx, tx, "uuid = ?", b.UserUUID, true)
+		err = userErr
 		switch {
 		case isNoRows(err):
 			out.Gone = true
@@ -326,23 +332,25 @@ func (s *Store) disableLocked(ctx context.Context, tx *sql.Tx, userUUID string, 
 	return s.updateUserColumns(ctx, tx, userUUID, before, cols, want, "")
 }
 
-// BindingsOf returns the bindings a resource holds (normally one; more only when a panel user it
-// made was replaced), whatever its status says.
-func (s *Store) BindingsOf(ctx context.Context, instance, namespace, name, resourceUID string) (_ []Binding, err error) {
+// BindingsOf returns the bindings held by the resource namespace/name of the operator instance
+// (normally one; more only when a panel user it made was replaced), whatever its status says, each
+// with the resource UID it was last written with. The resource is matched as Locate matches it
+// (by name), so a User that would claim a binding on its next write also releases it when it is
+// deleted before that write.
+func (s *Store) BindingsOf(ctx context.Context, instance, namespace, name string) (_ []Binding, err error) {
 	ctx, done := s.begin(ctx, "find the bindings")
 	defer done(&err)
-	rows, err := s.db.QueryContext(ctx, "SELECT user_uuid, secret_version FROM "+bindingTable+
-		" WHERE instance_id = ? AND namespace = ? AND name = ? AND resource_uid = ? ORDER BY user_uuid",
-		instance, namespace, name, resourceUID)
+	rows, err := s.db.QueryContext(ctx, "SELECT user_uuid, resource_uid, secret_version FROM "+bindingTable+
+		" WHERE instance_id = ? AND namespace = ? AND name = ? ORDER BY user_uuid", instance, namespace, name)
 	if err != nil {
 		return nil, classify("find the bindings", err)
 	}
 	defer func() { _ = rows.Close() }()
 	var out []Binding
 	for rows.Next() {
-		b := Binding{Namespace: namespace, Name: name, ResourceUID: resourceUID, InstanceID: instance}
+		b := Binding{Namespace: namespace, Name: name, InstanceID: instance}
 		var version sql.NullString
-		if err := rows.Scan(&b.UserUUID, &version); err != nil {
+		if err := rows.Scan(&b.UserUUID, &b.ResourceUID, &version); err != nil {
 			return nil, classify("find the bindings", err)
 		}
 		b.SecretVersion = version.String

@@ -2,7 +2,11 @@ package panel_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -125,4 +129,65 @@ func TestReleaseDeletesOrDisablesOnlyWhatTheResourceHolds(t *testing.T) {
 			t.Errorf("%d bindings left after both were released", n)
 		}
 	})
+}
+
+// Two transactions that lock the same two rows in opposite orders deadlock; InnoDB rolls one back.
+// The store runs the victim again, so both changes land and neither reports an unavailable
+// database (which would show DatabaseUnavailable on a healthy server and back off).
+func TestADeadlockVictimIsRunAgain(t *testing.T) {
+	p, err := mariadb.NewPanel(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Root.Close() })
+	f := open(t, panel.Options{DSN: p.DSN, PasswordFile: p.PasswordFile}, p.Root)
+	ctx := context.Background()
+	var ids [2]string
+	for i := range ids {
+		d := jane()
+		d.Email, d.Phone = fmt.Sprintf("user%d@example.com", i), ""
+		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = u.UUID
+	}
+	var holding sync.WaitGroup
+	holding.Add(2)
+	var attempts atomic.Int32
+	errs := make(chan error, 2)
+	for i := range 2 {
+		first, second := ids[i], ids[1-i]
+		var mine atomic.Int32
+		go func() {
+			errs <- f.store.Tx(ctx, func(tx *sql.Tx) error {
+				attempts.Add(1)
+				var email string
+				if err := tx.QueryRowContext(ctx, "SELECT email FROM users WHERE uuid = ? FOR UPDATE", first).Scan(&email); err != nil {
+					return err
+				}
+				if mine.Add(1) == 1 { // only the first attempt waits for the other to hold its row
+					holding.Done()
+					holding.Wait()
+				}
+				if err := tx.QueryRowContext(ctx, "SELECT email FROM users WHERE uuid = ? FOR UPDATE", second).Scan(&email); err != nil {
+					return err
+				}
+				_, err := tx.ExecContext(ctx, "UPDATE users SET admin_notes = CONCAT(COALESCE(admin_notes, ''), ?) WHERE uuid = ?",
+					"x", first)
+				return err
+			})
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("a transaction of the deadlocked pair failed: %v", err)
+		}
+	}
+	if n := attempts.Load(); n != 3 {
+		t.Errorf("%d attempts, want 3: the two transactions and the victim's second run", n)
+	}
+	if n := f.count(t, "SELECT COUNT(*) FROM users WHERE admin_notes LIKE '%x'"); n != 2 {
+		t.Errorf("%d of the 2 changes landed", n)
+	}
 }

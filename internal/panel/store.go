@@ -300,15 +300,38 @@ func (s *Store) checkSchema(ctx context.Context) error {
 func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) (err error) {
 	ctx, done := s.begin(ctx, op)
 	defer done(&err)
+	for attempt := 1; ; attempt++ {
+		err = s.attempt(ctx, fn)
+		if !isDeadlock(err) || attempt > deadlockRetries || ctx.Err() != nil {
+			return classify(op, err)
+		}
+	}
+}
+
+// deadlockRetries is how many times a transaction InnoDB rolled back as a deadlock's victim is run
+// again. Two first writes at once (two new memberships, two adoptions) take gap locks on the same
+// empty stretch of an index and then both insert: one of them is chosen as the victim. That is
+// not an unavailable database; running it again, once the other has committed, succeeds.
+const deadlockRetries = 3
+
+// attempt runs fn in one transaction: committed when fn succeeds, rolled back otherwise.
+func (s *Store) attempt(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return classify(op, err)
+		return err
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return classify(op, err)
+		return err
 	}
-	return classify(op, tx.Commit())
+	return tx.Commit()
+}
+
+// isDeadlock reports whether err is MySQL's "Deadlock found when trying to get lock" (1213): the
+// whole transaction was rolled back and may be run again.
+func isDeadlock(err error) bool {
+	myErr, ok := errors.AsType[*mysql.MySQLError](err)
+	return ok && myErr.Number == 1213
 }
 
 // begin starts one store operation: it bounds ctx by the operation deadline and returns a func
