@@ -192,10 +192,3 @@ func databaseOutcome(err error) *outcome {
 	}
 	return &o
 }
-
-func deref(o *outcome) outcome {
-	if o == nil {
-		return retrying(v1.ReasonProgressing, "Reconciling")
-	}
-	return *o
-}

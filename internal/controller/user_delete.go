@@ -25,8 +25,9 @@ const membershipsPoll = 2 * time.Second
 
 // reconcileDelete releases what the User holds in the panel as its deletion policy says, then
 // removes the finalizer. What it holds is what the binding table says (matched as the User's
-// reconcile matches it: by namespace, name and operator instance), never what status says: a status write lost after the panel user was created does not leave that user
-// behind, and a status naming someone else's panel user releases nothing.
+// reconcile matches it: by namespace, name and operator instance), never what status says: a
+// status write lost after the panel user was created does not leave that user behind, and a
+// status naming someone else's panel user releases nothing.
 func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(user, UserFinalizer) {
 		return ctrl.Result{}, nil
