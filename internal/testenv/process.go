@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,6 +33,9 @@ func BuildManager(dir string) (string, error) {
 	return bin, nil
 }
 
+// FailureLines is how many of its last lines of output each manager prints when its test failed.
+var FailureLines = 60
+
 // Process is one manager process a test started: the real binary, with its own metrics and probe
 // ports on 127.0.0.1.
 type Process struct {
@@ -43,7 +47,13 @@ type Process struct {
 	// MetricsURL is http://127.0.0.1:port/metrics; ProbeURL is http://127.0.0.1:port.
 	MetricsURL, ProbeURL string
 	done                 chan struct{}
+	forbiddenUntil       time.Time
 }
+
+// TolerateForbiddenUntil lets the output hold refusals logged up to (and within the second of)
+// until: after a restart, kube-apiserver refuses requests until its authorizer has read the
+// RBAC bindings again, whatever config/rbac holds.
+func (m *Process) TolerateForbiddenUntil(until time.Time) { m.forbiddenUntil = until }
 
 // BaseEnv is the environment of a manager: nothing from the test's own, so a PUQ_ variable, a
 // KUBECONFIG or a PANEL_DB_PASSWORD set where the tests run cannot change what they test.
@@ -103,9 +113,9 @@ func Launch(t testing.TB, bin, name string, viaEnv bool, args, env []string, por
 	go func() { _ = m.Cmd.Wait(); close(m.done) }()
 	t.Cleanup(func() {
 		m.Stop()
-		CheckOutput(t, m.Name, m.Out.String())
-		if t.Failed() {
-			t.Logf("manager %s output:\n%s", m.Name, Tail(m.Out.String(), 60))
+		CheckOutput(t, m.Name, forbiddenAfter(m.Out.String(), m.forbiddenUntil))
+		if t.Failed() && FailureLines > 0 {
+			t.Logf("manager %s output:\n%s", m.Name, Tail(m.Out.String(), FailureLines))
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
@@ -293,6 +303,27 @@ func CheckOutput(t testing.TB, name, out string) {
 		t.Errorf("manager %s was refused a request by the API server: config/rbac lacks a rule:\n%s", name,
 			Grep(out, "forbidden", 3))
 	}
+}
+
+// forbiddenAfter is out without the lines telling of a refusal logged up to until (to the second,
+// as the log's timestamps are).
+func forbiddenAfter(out string, until time.Time) string {
+	if until.IsZero() {
+		return out
+	}
+	var kept []string
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(l, "forbidden") {
+			var line struct {
+				TS time.Time `json:"ts"`
+			}
+			if json.Unmarshal([]byte(l), &line) == nil && !line.TS.After(until.Truncate(time.Second)) {
+				continue
+			}
+		}
+		kept = append(kept, l)
+	}
+	return strings.Join(kept, "\n")
 }
 
 // listensOn reports whether process pid holds the listening TCP socket on every one of ports:
