@@ -81,7 +81,7 @@ func TestCreateThenDeleteWithNoWaitLeavesNothingBehind(t *testing.T) {
 		}
 		transferred = true
 	}
-	f := CheckInvariant(t, w, size(90*time.Second, 2*time.Minute))
+	f := CheckInvariant(t, w, size(time.Minute, 2*time.Minute))
 	if len(f.NotReady) > 0 {
 		t.Errorf("objects not Ready at the end: %v", f.NotReady)
 	}

@@ -47,7 +47,7 @@ func TestManagerKilledAtRandomMomentsDuringASyncConverges(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	f := CheckInvariant(t, s.w, size(2*time.Minute, 5*time.Minute))
+	f := CheckInvariant(t, s.w, size(time.Minute, 5*time.Minute))
 	if len(f.NotReady) > 0 {
 		t.Errorf("Users not Ready at the end: %v", f.NotReady)
 	}
