@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -21,18 +20,13 @@ func TestManagerKilledAtRandomMomentsDuringASyncConverges(t *testing.T) {
 	m := s.start()
 	ctx := context.Background()
 
+	// The Users are created while the manager syncs them and is killed; the changes begin with
+	// the first User, so that edits, rotations and deletions meet creates still in flight.
 	created := make(chan error, 1)
-	go func() { created <- s.createUsers(users, 8) }()
+	go func() { created <- s.createUsers(users, size(2, 4)) }()
 	stop := make(chan struct{})
 	mutated := make(chan mutations, 1)
-	go func() {
-		if err := <-created; err != nil {
-			t.Errorf("cannot create the Users: %v", err)
-			mutated <- mutations{}
-			return
-		}
-		mutated <- s.mutate(ctx, stop, users, users/5)
-	}()
+	go func() { mutated <- s.mutate(ctx, stop, users/5) }()
 
 	start := time.Now()
 	for range kills {
@@ -42,6 +36,9 @@ func TestManagerKilledAtRandomMomentsDuringASyncConverges(t *testing.T) {
 		m = s.start()
 	}
 	killing := time.Since(start)
+	if err := <-created; err != nil {
+		t.Fatalf("cannot create the Users: %v", err)
+	}
 	close(stop)
 	muts := <-mutated
 	if t.Failed() {
@@ -58,13 +55,10 @@ func TestManagerKilledAtRandomMomentsDuringASyncConverges(t *testing.T) {
 // mutations counts the changes mutate made.
 type mutations struct{ edits, rotations, deletions int }
 
-// mutate edits, rotates and deletes random Users of u-0 .. u-(users-1), about 25 changes a
-// second, until stop is closed; it deletes at most maxDeletions of them.
-func (s *scenario) mutate(ctx context.Context, stop <-chan struct{}, users, maxDeletions int) mutations {
-	live := make([]string, 0, users)
-	for i := range users {
-		live = append(live, fmt.Sprintf("u-%d", i))
-	}
+// mutate edits, rotates and deletes random Users among those created so far, about 25 changes a
+// second, until stop is closed; it deletes at most maxDeletions of them, half of them among the
+// newest, whose create may still be in flight.
+func (s *scenario) mutate(ctx context.Context, stop <-chan struct{}, maxDeletions int) mutations {
 	var out mutations
 	for {
 		select {
@@ -72,18 +66,28 @@ func (s *scenario) mutate(ctx context.Context, stop <-chan struct{}, users, maxD
 			return out
 		case <-time.After(s.between(20*time.Millisecond, 60*time.Millisecond)):
 		}
-		i := s.intn(len(live))
-		name := live[i]
-		roll := s.intn(100)
+		s.liveMu.Lock()
+		if len(s.live) == 0 {
+			s.liveMu.Unlock()
+			continue
+		}
+		i := s.intn(len(s.live))
+		deleting := s.intn(100) < 10 && out.deletions < maxDeletions
+		if deleting && s.intn(2) == 0 { // half of them among the newest: added, then taken back
+			i = len(s.live) - 1 - s.intn(min(8, len(s.live)))
+		}
+		name := s.live[i]
+		if deleting {
+			s.live = append(s.live[:i], s.live[i+1:]...)
+		}
+		s.liveMu.Unlock()
 		var err error
 		switch {
-		case roll < 10 && out.deletions < maxDeletions:
-			err = s.w.DeleteUser(ctx, name)
-			if err == nil {
+		case deleting:
+			if err = s.w.DeleteUser(ctx, name); err == nil {
 				out.deletions++
-				live = append(live[:i], live[i+1:]...)
 			}
-		case roll < 55:
+		case s.intn(2) == 0:
 			if err = s.w.EditUser(ctx, name); err == nil {
 				out.edits++
 			}

@@ -107,6 +107,9 @@ type scenario struct {
 	dsn                 string
 	args                []string
 	managers            []*testenv.Process
+
+	liveMu sync.Mutex
+	live   []string // the Users created and not deleted, in order of creation
 }
 
 // newScenario makes a namespace, a fresh panel database and the operator's identity for it.
@@ -243,6 +246,9 @@ func (s *scenario) createUser(name string) error {
 	for {
 		_, err := s.w.CreateUser(context.Background(), name)
 		if err == nil || isAlreadyExists(err) {
+			s.liveMu.Lock()
+			s.live = append(s.live, name)
+			s.liveMu.Unlock()
 			return nil
 		}
 		if time.Now().After(deadline) {
