@@ -714,7 +714,7 @@ func CheckInvariant(t testing.TB, w *World, deadline time.Duration) Figures {
 	f := Check(context.Background(), w, deadline)
 	if !f.Converged {
 		t.Errorf("the invariant does not hold %s after the check began (its deadline); the last of %d looks found %d "+
-			"violations:\n%s", deadline, f.Looks, len(f.Violations), describe(f.Violations, 25))
+			"violations (%s):\n%s", deadline, f.Looks, len(f.Violations), byClause(f.Violations), describe(f.Violations, 25))
 	}
 	t.Logf("invariant: %s", f)
 	return f
@@ -781,6 +781,17 @@ func notReady(s *Snapshot) map[string]int {
 		count(m.Status.Conditions)
 	}
 	return out
+}
+
+// byClause counts violations by clause, in clause order.
+func byClause(v []Violation) string {
+	var parts []string
+	for _, c := range append([]string{"look"}, Clauses...) {
+		if n := len(slices.DeleteFunc(slices.Clone(v), func(x Violation) bool { return x.Clause != c })); n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, c))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func describe(v []Violation, n int) string {
