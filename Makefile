@@ -39,6 +39,12 @@ vet: ## Run go vet against code.
 test: manifests generate fmt vet control-plane test-deps ## Run all tests against a real kube-apiserver, etcd and MariaDB.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test ./... -count=1 -timeout 25m
 
+.PHONY: test-faults
+test-faults: manifests generate fmt vet control-plane test-deps ## The fault suite at full size (slow): kills, outages and restarts of the real parts; see docs/reliability.md.
+	mkdir -p "$(LOCALBIN)"
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test ./test/faults -count=1 -timeout 90m -v -args -faults.full 2>&1 | \
+		tee "$(LOCALBIN)/faults-full.log"
+
 .PHONY: bench
 bench: build control-plane test-deps ## Benchmarks against the real binary (BENCH_ARGS=-quick for small sizes); writes bin/bench/results.json.
 	go run ./test/bench $(BENCH_ARGS)

@@ -316,6 +316,20 @@ func BindLeaderElectionRole(ctx context.Context, c client.Client, namespace, nam
 	return waitGranted(ctx, c, sa, rules, []string{namespace})
 }
 
+// WaitManagerGranted returns once the API server's authorizer grants sa every rule of
+// config/rbac/role.yaml in each of the namespaces ("" or none: across the cluster), as after a
+// restart of kube-apiserver, whose authorizer reads the bindings again.
+func WaitManagerGranted(ctx context.Context, c client.Client, sa ServiceAccount, namespaces ...string) error {
+	role, err := ManagerRole()
+	if err != nil {
+		return err
+	}
+	if len(namespaces) == 0 {
+		namespaces = []string{""}
+	}
+	return waitGranted(ctx, c, sa, role.Rules, namespaces)
+}
+
 func createAll(ctx context.Context, c client.Client, objs []client.Object) error {
 	for _, obj := range objs {
 		if err := c.Create(ctx, obj); err != nil {

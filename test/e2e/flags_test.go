@@ -36,10 +36,10 @@ func TestManagerConfiguredByEnvironmentAloneReconcilesOnlyItsNamespaces(t *testi
 	waitReady(t, 60*time.Second, inA, inB)
 	// Nothing queued and nothing running: every event the manager received has been handled.
 	eventually(t, 30*time.Second, func() bool {
-		return m.exported("workqueue_depth", "name", "user") == 0 &&
-			m.exported("controller_runtime_active_workers", "controller", "user") == 0
+		return m.Exported("workqueue_depth", "name", "user") == 0 &&
+			m.Exported("controller_runtime_active_workers", "controller", "user") == 0
 	}, func() string { return "the user controller still has work" })
-	if n := m.metric("controller_runtime_reconcile_total", "controller", "user"); n < 2 {
+	if n := m.Metric("controller_runtime_reconcile_total", "controller", "user"); n < 2 {
 		t.Errorf("the manager counted %v User reconciles, want at least the 2 in its namespaces", n)
 	}
 
@@ -55,7 +55,7 @@ func TestManagerConfiguredByEnvironmentAloneReconcilesOnlyItsNamespaces(t *testi
 			t.Errorf("%d panel users with %s, want %d", n, email, want)
 		}
 	}
-	if out := m.out.String(); strings.Contains(out, "forbidden") {
+	if out := m.Out.String(); strings.Contains(out, "forbidden") {
 		t.Errorf("the manager was refused a request outside its namespaces:\n%s", tail(out, 20))
 	}
 }
@@ -114,7 +114,7 @@ func waitPanelReady(t *testing.T, m *manager) {
 	t.Helper()
 	var last string
 	eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get(m.probe + "/readyz")
+		resp, err := http.Get(m.ProbeURL + "/readyz")
 		if err != nil {
 			last = err.Error()
 			return false
@@ -122,7 +122,7 @@ func waitPanelReady(t *testing.T, m *manager) {
 		_ = resp.Body.Close()
 		last = resp.Status
 		return resp.StatusCode == http.StatusOK
-	}, func() string { return "manager " + m.name + " is not ready: " + last })
+	}, func() string { return "manager " + m.Name + " is not ready: " + last })
 }
 
 func newPanel(t *testing.T) *testdb.Panel {

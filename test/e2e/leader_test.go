@@ -29,7 +29,7 @@ func TestOnlyTheLeaderReconcilesAndResyncsAndTheOtherTakesOverWhenItDies(t *test
 		"--leader-election-renew-deadline=5s", "--leader-election-retry-period=500ms"}
 	replicas := []*manager{startManager(t, "replica-1", false, args, nil), startManager(t, "replica-2", false, args, nil)}
 
-	leading := func(m *manager) bool { return m.metric("leader_election_master_status", "name", leaseName) == 1 }
+	leading := func(m *manager) bool { return m.Metric("leader_election_master_status", "name", leaseName) == 1 }
 	var leader, follower *manager
 	eventually(t, 30*time.Second, func() bool {
 		l0, l1 := leading(replicas[0]), leading(replicas[1])
@@ -49,29 +49,29 @@ func TestOnlyTheLeaderReconcilesAndResyncsAndTheOtherTakesOverWhenItDies(t *test
 	waitReady(t, 60*time.Second, users...)
 	// Two resync passes over the three Ready Users, all found in sync.
 	eventually(t, 30*time.Second, func() bool {
-		return leader.metric("puq_user_operator_resync_users_total", "result", "in_sync") >= 2*float64(len(users))
+		return leader.Metric("puq_user_operator_resync_users_total", "result", "in_sync") >= 2*float64(len(users))
 	}, func() string { return "the leader's resync did not compare the Users twice" })
-	if n := leader.metric("controller_runtime_reconcile_total", "controller", "user"); n < float64(len(users)) {
+	if n := leader.Metric("controller_runtime_reconcile_total", "controller", "user"); n < float64(len(users)) {
 		t.Errorf("the leader counted %v User reconciles, want at least %d", n, len(users))
 	}
 	for name, n := range map[string]float64{
-		"puq_user_operator_resync_users_total": follower.metric("puq_user_operator_resync_users_total"),
-		"controller_runtime_reconcile_total":   follower.metric("controller_runtime_reconcile_total"),
+		"puq_user_operator_resync_users_total": follower.Metric("puq_user_operator_resync_users_total"),
+		"controller_runtime_reconcile_total":   follower.Metric("controller_runtime_reconcile_total"),
 	} {
 		if n != 0 {
 			t.Errorf("the replica that does not lead counted %s = %v, want 0", name, n)
 		}
 	}
 
-	leader.kill()
+	leader.Kill()
 	eventually(t, 30*time.Second, func() bool { return leading(follower) },
 		func() string { return "the remaining replica did not take the lease over" })
 	// It reconciles every User once as its controllers start, then resyncs them, all in sync.
 	eventually(t, 30*time.Second, func() bool {
-		return follower.metric("controller_runtime_reconcile_total", "controller", "user") >= float64(len(users)) &&
-			follower.metric("puq_user_operator_resync_users_total", "result", "in_sync") >= float64(len(users))
+		return follower.Metric("controller_runtime_reconcile_total", "controller", "user") >= float64(len(users)) &&
+			follower.Metric("puq_user_operator_resync_users_total", "result", "in_sync") >= float64(len(users))
 	}, func() string { return "the new leader did not reconcile and resync the Users" })
-	if n := follower.metric("puq_user_operator_resync_users_total", "result", "reconcile"); n != 0 {
+	if n := follower.Metric("puq_user_operator_resync_users_total", "result", "reconcile"); n != 0 {
 		t.Errorf("the new leader's resync found %v Users out of sync, want 0", n)
 	}
 	for _, u := range users {

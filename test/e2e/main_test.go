@@ -9,25 +9,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,11 +49,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	managerBin = filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", managerBin, "./cmd")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "cannot build the manager (go build ./cmd): %v\n%s", err, out)
+	if managerBin, err = testenv.BuildManager(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	if env, err = testenv.New(); err != nil {
@@ -86,6 +70,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "cannot set up the manager's identity:", err)
 		return 1
 	}
+	keepSecret(testPassword)
 	if mariadb, err = testdb.StartMariaDB(); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
 		return 1
@@ -95,40 +80,11 @@ func run(m *testing.M) int {
 }
 
 // manager is one manager process.
-type manager struct {
-	t       *testing.T
-	name    string
-	cmd     *exec.Cmd
-	out     *testenv.Output
-	metrics string // http://127.0.0.1:port/metrics
-	probe   string // http://127.0.0.1:port
-	done    chan struct{}
-}
+type manager = testenv.Process
 
-// baseEnv is the environment of a manager: nothing from the test's own, so a PUQ_ variable, a
-// KUBECONFIG or a PANEL_DB_PASSWORD set where the tests run cannot change what they test.
-func baseEnv(t *testing.T) []string {
-	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-}
-
-// deployIdentity gives the ServiceAccount sa what config/rbac deploys for it, as read from disk,
-// under name: the ClusterRole of role.yaml across the cluster, or through RoleBindings in the
-// given namespaces only, and the Role of leader_election_role.yaml in sa's own namespace, where
-// its Lease lives. It returns the path of a kubeconfig, in dir, holding a token of sa.
+// deployIdentity gives the ServiceAccount sa what config/rbac deploys for it (testenv.DeployIdentity).
 func deployIdentity(ctx context.Context, sa testenv.ServiceAccount, name, dir string, namespaces ...string) (string, error) {
-	path := filepath.Join(dir, "kubeconfig-"+name)
-	token, err := sa.Kubeconfig(ctx, k8s, restConfig, path)
-	if err != nil {
-		return "", err
-	}
-	keepSecret(token)
-	if err := testenv.BindManagerRole(ctx, k8s, name, sa, namespaces...); err != nil {
-		return "", err
-	}
-	if err := testenv.BindLeaderElectionRole(ctx, k8s, sa.Namespace, name, sa); err != nil {
-		return "", err
-	}
-	return path, nil
+	return testenv.DeployIdentity(ctx, k8s, restConfig, sa, name, dir, namespaces...)
 }
 
 // operatorIdentity deploys the operator's ServiceAccount into a namespace of its own, as
@@ -144,312 +100,28 @@ func operatorIdentity(t *testing.T, name string, namespaces ...string) (kubeconf
 	return kc, sa.Namespace
 }
 
-// startManager starts the binary with args and env plus loopback metrics and probe addresses
-// (given as PUQ_ variables when viaEnv), and waits until it serves its metrics. A port taken
-// between choosing it and the binary binding it is chosen again.
+// startManager starts the binary (testenv.StartManager).
 func startManager(t *testing.T, name string, viaEnv bool, args, env []string) *manager {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		var ports [2]int
-		for i := range ports {
-			p, err := testdb.FreePort()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ports[i] = p
-		}
-		m, taken := launch(t, name, viaEnv, args, env, ports)
-		if m != nil {
-			return m
-		}
-		if !taken || attempt == 2 {
-			t.Fatalf("manager %s did not start", name)
-		}
-	}
+	return testenv.StartManager(t, managerBin, name, viaEnv, args, env)
 }
 
-// launch starts the binary with its metrics on ports[0] and its probes on ports[1] and waits
-// until it serves its metrics. It trusts those ports only once the listeners on them are the
-// process's own sockets: another process may have taken a port since it was chosen, and a
-// request to it would read that process's answers. It returns nil and true when the binary
-// could not bind a port.
+// launch starts the binary on the given ports (testenv.Launch).
 func launch(t *testing.T, name string, viaEnv bool, args, env []string, ports [2]int) (*manager, bool) {
 	t.Helper()
-	metricsAddr, probeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	env = append(baseEnv(t), env...)
-	if viaEnv {
-		env = append(env, "PUQ_METRICS_BIND_ADDRESS="+metricsAddr, "PUQ_METRICS_SECURE=false",
-			"PUQ_HEALTH_PROBE_BIND_ADDRESS="+probeAddr)
-	} else {
-		args = append([]string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
-			"--health-probe-bind-address=" + probeAddr}, args...)
-	}
-	m := &manager{t: t, name: name, out: &testenv.Output{}, metrics: "http://" + metricsAddr + "/metrics",
-		probe: "http://" + probeAddr, done: make(chan struct{})}
-	m.cmd = exec.Command(managerBin, args...)
-	m.cmd.Env = env
-	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = m.cmd.Wait(); close(m.done) }()
-	t.Cleanup(func() {
-		m.stop()
-		checkOutput(t, m.name, m.out.String())
-		if t.Failed() {
-			t.Logf("manager %s output:\n%s", m.name, tail(m.out.String(), 60))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	owned := false
-	for time.Now().Before(deadline) {
-		select {
-		case <-m.done:
-			out := m.out.String()
-			if strings.Contains(out, "address already in use") {
-				return nil, true
-			}
-			t.Fatalf("manager %s exited during start:\n%s", name, tail(out, 40))
-		default:
-		}
-		if !owned {
-			var err error
-			if owned, err = listensOn(m.cmd.Process.Pid, ports[:]...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if owned {
-			if resp, err := http.Get(m.metrics); err == nil {
-				_ = resp.Body.Close()
-				return m, false
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("manager %s did not serve %s within 60s:\n%s", name, m.metrics, tail(m.out.String(), 40))
-	return nil, false
-}
-
-// stop ends the manager with SIGTERM, as Kubernetes does, and waits for it.
-func (m *manager) stop() {
-	select {
-	case <-m.done:
-		return
-	default:
-	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(30 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.done
-	}
-}
-
-// kill ends the manager with SIGKILL: no lease released, nothing cleaned up.
-func (m *manager) kill() {
-	_ = m.cmd.Process.Kill()
-	<-m.done
-}
-
-// scrape reads the manager's metrics; any failure fails the test.
-func (m *manager) scrape() map[string]*dto.MetricFamily {
-	m.t.Helper()
-	resp, err := http.Get(m.metrics)
-	if err != nil {
-		m.t.Fatalf("scrape %s: %v", m.name, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		m.t.Fatalf("scrape %s: status %d, %v", m.name, resp.StatusCode, err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		m.t.Fatalf("scrape %s: %v", m.name, err)
-	}
-	return fams
-}
-
-// metric sums the series of a counter or gauge whose labels include the given ones; a metric the
-// manager does not export (yet) sums to 0.
-func (m *manager) metric(name string, labels ...string) float64 {
-	m.t.Helper()
-	v, _ := m.series(name, labels...)
-	return v
-}
-
-// exported is metric for a gauge that must be there: one the manager does not export fails the
-// test, instead of reading as 0.
-func (m *manager) exported(name string, labels ...string) float64 {
-	m.t.Helper()
-	v, n := m.series(name, labels...)
-	if n == 0 {
-		m.t.Fatalf("manager %s exports no %s%v", m.name, name, labels)
-	}
-	return v
-}
-
-// series sums the matching series and counts them.
-func (m *manager) series(name string, labels ...string) (float64, int) {
-	m.t.Helper()
-	fam := m.scrape()[name]
-	if fam == nil {
-		return 0, 0
-	}
-	var sum float64
-	var n int
-	for _, s := range fam.GetMetric() {
-		have := map[string]string{}
-		for _, l := range s.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		match := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		n++
-		switch {
-		case s.GetCounter() != nil:
-			sum += s.GetCounter().GetValue()
-		case s.GetGauge() != nil:
-			sum += s.GetGauge().GetValue()
-		}
-	}
-	return sum, n
+	return testenv.Launch(t, managerBin, name, viaEnv, args, env, ports)
 }
 
 // runToExit runs the binary until it exits by itself and returns its exit code and output.
 func runToExit(t *testing.T, args, env []string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(managerBin, args...)
-	cmd.Env = append(baseEnv(t), env...)
-	var out testenv.Output
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("the manager did not exit within 60s:\n%s", tail(out.String(), 40))
-	}
-	checkOutput(t, "run to exit", out.String())
-	return cmd.ProcessState.ExitCode(), out.String()
+	return testenv.RunToExit(t, managerBin, args, env)
 }
 
-// checkOutput fails the test when a manager's output holds a secret the tests handed it, or
-// tells of a request the API server refused: every manager runs with the shipped RBAC only, so a
-// refusal is a rule missing from config/rbac.
-func checkOutput(t *testing.T, name, out string) {
-	t.Helper()
-	if leaksSecret(out) {
-		t.Errorf("manager %s repeated a password or token the test handed it (printed as %s)", name, redacted)
-	}
-	if strings.Contains(out, "forbidden") {
-		t.Errorf("manager %s was refused a request by the API server: config/rbac lacks a rule:\n%s", name,
-			grep(out, "forbidden", 3))
-	}
-}
-
-// grep is the first n lines of out holding s, made fit to print.
-func grep(out, s string, n int) string {
-	var found []string
-	for l := range strings.SplitSeq(out, "\n") {
-		if strings.Contains(l, s) && len(found) < n {
-			found = append(found, l)
-		}
-	}
-	return tail(strings.Join(found, "\n"), n)
-}
-
-// secrets is every password and token the tests hand a manager or the panel. No test prints one:
-// tail replaces them all before anything reaches the test's output.
-var secrets = struct {
-	sync.Mutex
-	values []string
-}{values: []string{testPassword}}
-
-const redacted = "[REDACTED]"
-
-// keepSecret adds v to the values tail replaces.
-func keepSecret(v string) {
-	secrets.Lock()
-	defer secrets.Unlock()
-	if v != "" && !slices.Contains(secrets.values, v) {
-		secrets.values = append(secrets.values, v)
-	}
-}
-
-func leaksSecret(s string) bool {
-	secrets.Lock()
-	defer secrets.Unlock()
-	return slices.ContainsFunc(secrets.values, func(v string) bool { return strings.Contains(s, v) })
-}
-
-func redact(s string) string {
-	secrets.Lock()
-	defer secrets.Unlock()
-	for _, v := range secrets.values {
-		s = strings.ReplaceAll(s, v, redacted)
-	}
-	return s
-}
-
-// listensOn reports whether process pid holds the listening TCP socket on every one of ports:
-// /proc/net/tcp{,6} name each listener's socket inode, and /proc/<pid>/fd links to the sockets
-// the process holds as socket:[inode].
-func listensOn(pid int, ports ...int) (bool, error) {
-	want := map[int]bool{}
-	for _, p := range ports {
-		want[p] = true
-	}
-	listeners := map[string]int{} // socket:[inode] -> port
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		raw, err := os.ReadFile(table)
-		if err != nil {
-			return false, fmt.Errorf("cannot read %s to tell which process listens on a port: %w", table, err)
-		}
-		for _, line := range strings.Split(string(raw), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || f[3] != "0A" { // 0A: TCP_LISTEN
-				continue
-			}
-			_, hexPort, _ := strings.Cut(f[1], ":")
-			port, err := strconv.ParseInt(hexPort, 16, 32)
-			if err != nil {
-				return false, fmt.Errorf("%s: local address %q: %w", table, f[1], err)
-			}
-			if want[int(port)] {
-				listeners["socket:["+f[9]+"]"] = int(port)
-			}
-		}
-	}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	fds, err := os.ReadDir(dir)
-	if err != nil {
-		return false, fmt.Errorf("cannot read %s: %w", dir, err)
-	}
-	held := map[int]bool{}
-	for _, fd := range fds {
-		if link, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil {
-			if port, ok := listeners[link]; ok {
-				held[port] = true
-			}
-		}
-	}
-	return len(held) == len(want), nil
-}
+var (
+	keepSecret = testenv.KeepSecret
+	tail       = testenv.Tail
+)
 
 // eventually polls cond every 100 ms until it holds, failing with what() after timeout.
 func eventually(t *testing.T, timeout time.Duration, cond func() bool, what func() string) {
@@ -461,21 +133,6 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool, what func
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// tail is the last lines of a manager's output, each cut to 300 characters (stack traces), with
-// every secret the tests know replaced: what a test prints of an output goes through it.
-func tail(s string, lines int) string {
-	all := strings.Split(strings.TrimRight(redact(s), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	for i, l := range all {
-		if len(l) > 300 {
-			all[i] = l[:300] + "..."
-		}
-	}
-	return strings.Join(all, "\n")
 }
 
 func namespace(t *testing.T, prefix string) string {
