@@ -77,6 +77,8 @@ type UserReconciler struct {
 	// secrets knows the versions of the Secrets Users use, so an unchanged password Secret costs
 	// no API call, and queues Users when their Secrets change.
 	secrets *secretWatch
+	// lost are the Users the API server deleted while they still held the finalizer (lostUsers).
+	lost lostUsers
 }
 
 // RBAC, least privilege: Secrets are read (and listed and watched as metadata); the only Secrets written are
@@ -96,7 +98,10 @@ func (r *UserReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 func (r *UserReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	user := &v1.User{}
 	if err := r.Get(ctx, req.NamespacedName, user); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return r.releaseLost(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, err
 	}
 	if !user.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, user)
@@ -389,6 +394,7 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1.User{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
 		Watches(&v1.User{}, r.emailPeers()).
+		Watches(&v1.User{}, r.lost.handler()).
 		WatchesRawSource(source.Channel(r.secrets.queue, &handler.EnqueueRequestForObject{})).
 		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(userOfMembership)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,

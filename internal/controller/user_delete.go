@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
@@ -157,4 +160,55 @@ func (r *UserReconciler) deleteMemberships(ctx context.Context, user *v1.User) (
 		}
 	}
 	return len(list.Items), nil
+}
+
+// lostUsers remembers the Users the API server deleted while they still held the operator's
+// finalizer, so that what they made in the panel is released anyway. It happens when a DELETE
+// races the update that adds the finalizer: the API server read the object without a finalizer,
+// decided to delete it at once, and removed it (finalizer and all) after the update landed; the
+// reconcile that added the finalizer goes on to create the panel user, and no deletion reconcile
+// ever runs. The delete event carries the object's last state; the next reconcile of its name,
+// which the work queue runs only after any reconcile of it in flight, finds it gone and releases
+// the bindings of that UID as its deletion policy said.
+type lostUsers struct{ m sync.Map }
+
+// handler records a User whose delete event still lists the finalizer.
+func (l *lostUsers) handler() handler.EventHandler {
+	return handler.Funcs{DeleteFunc: func(_ context.Context, e eventDelete, _ workqueue) {
+		u, ok := e.Object.(*v1.User)
+		if ok && controllerutil.ContainsFinalizer(u, UserFinalizer) {
+			l.m.Store(client.ObjectKeyFromObject(u), u.DeepCopy())
+		}
+	}}
+}
+
+// releaseLost releases what a User deleted with its finalizer still on made in the panel (see
+// lostUsers); a User gone the ordinary way has nothing left to release.
+func (r *UserReconciler) releaseLost(ctx context.Context, key types.NamespacedName) (ctrl.Result, error) {
+	v, ok := r.lost.m.Load(key)
+	if !ok {
+		return ctrl.Result{}, nil
+	}
+	user := v.(*v1.User)
+	bindings, err := r.Store.BindingsOf(ctx, r.Options.InstanceID, user.Namespace, user.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	mode := panel.ReleaseMode(user.Spec.DeletionPolicy)
+	if mode == "" {
+		mode = panel.ReleaseDelete
+	}
+	for _, b := range bindings {
+		if b.ResourceUID != string(user.UID) {
+			continue // an earlier resource of that name; not this one's
+		}
+		if _, err := r.Store.Release(ctx, b, mode); err != nil && !errors.Is(err, panel.ErrConflict) {
+			return ctrl.Result{}, err
+		}
+		logf.FromContext(ctx).Info("Released the panel user of a User deleted with its finalizer on", "user", klog.KObj(user),
+			"uuid", b.UserUUID, "policy", mode)
+	}
+	trackedUsers.set(user.UID, "")
+	r.lost.m.Delete(key)
+	return ctrl.Result{}, nil
 }
