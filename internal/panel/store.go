@@ -144,6 +144,14 @@ func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
 // mysqlConfig is the driver configuration for a DSN: the DSN's own parameters, the password,
 // the panel's session settings, and the default timeouts where the DSN sets none.
 func mysqlConfig(dsn, passwordFile string) (*mysql.Config, error) {
+	// [user[:password]@]...: a ":" before the last "@" is a password, whatever the driver makes
+	// of the rest. Checked before the driver parses, because when the password holds a "/" the
+	// driver reads part of it as the network, the database or a parameter, and may accept it as
+	// such or quote it in its error.
+	if at := strings.LastIndexByte(dsn, '@'); at >= 0 && strings.IndexByte(dsn[:at], ':') >= 0 {
+		return nil, fmt.Errorf("%w: the panel DSN must not hold a password (user:password@); use --panel-password-file "+
+			"or %s (an \"@\" in the database name or a parameter is escaped as %%40)", ErrInvalid, PasswordEnv)
+	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot parse the mysql DSN (want mysql://user@tcp(host:3306)/database): %s",
