@@ -217,11 +217,11 @@ func verdict(t *testing.T, v *crdvalidation.Validator, body, oldBody []byte, val
 		oldSpec := oldSent["spec"].(map[string]any)
 		want = want && reflect.DeepEqual(newSpec["userRef"], oldSpec["userRef"]) && reflect.DeepEqual(newSpec["client"], oldSpec["client"])
 	}
-	if got := len(r.Errors) == 0; got != want {
-		t.Fatalf("the CRD's validation says accepted=%v, the documented rules %v, for %s (old: %s): %v", got, want, body, oldBody, r.Errors)
-	}
 	if r.CELRun && (r.CELBudgetLeft < 0 || r.CELCost > celconfig.PerCallLimit) {
 		t.Fatalf("the CEL rules cost %d (budget left %d) for %s", r.CELCost, r.CELBudgetLeft, body)
+	}
+	if got := len(r.Errors) == 0; got != want {
+		t.Fatalf("the CRD's validation says accepted=%v, the documented rules %v, for %s (old: %s): %v", got, want, body, oldBody, r.Errors)
 	}
 }
 
