@@ -84,7 +84,7 @@ func TestOfflineValidationAgreesWithAPIServer(t *testing.T) {
 	for _, seed := range seeds(t, "FuzzUserSpec") {
 		a := seed.args
 		slots := userSlots(a[0].(string), a[1].(string), a[2].(string), a[3].(string), a[4].(string), a[5].(string),
-			a[6].(string), strings.Repeat(a[7].(string), int(a[16].(uint16)%2048)+1), a[8].(string), a[9].(string),
+			a[6].(string), notes(a[7].(string), a[16].(uint16)), a[8].(string), a[9].(string),
 			a[10].(string), a[11].(string), a[13].(uint8))
 		check(seed.name, users, build("User", slots, uint64(a[12].(uint32)), a[14].(uint8), a[15].(uint8)), nil)
 	}

@@ -88,15 +88,7 @@ func membershipSpecValid(v any) bool {
 	if !ok {
 		return false
 	}
-	_, byUUID := client["uuid"]
-	_, byName := client["companyName"]
-	if client["uuid"] == nil {
-		byUUID = false
-	}
-	if client["companyName"] == nil {
-		byName = false
-	}
-	if byUUID == byName || !optionalString(client, "uuid", validUUID) ||
+	if byUUID, byName := client["uuid"] != nil, client["companyName"] != nil; byUUID == byName || !optionalString(client, "uuid", validUUID) ||
 		!optionalString(client, "companyName", func(s string) bool { return between(s, 1, 255) }) {
 		return false
 	}

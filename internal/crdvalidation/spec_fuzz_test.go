@@ -128,12 +128,21 @@ func FuzzUserSpec(f *testing.F) {
 	v := load(f, "users")
 	f.Fuzz(func(t *testing.T, email, secretName, secretKey, firstName, lastName, phone, language, adminNotes, method,
 		state, adoption, deletionPolicy string, present uint32, flags, oddSlot, oddKind uint8, notesRepeat uint16) {
-		adminNotes = strings.Repeat(adminNotes, int(notesRepeat%2048)+1)
-		slots := userSlots(email, secretName, secretKey, firstName, lastName, phone, language, adminNotes, method, state,
+		slots := userSlots(email, secretName, secretKey, firstName, lastName, phone, language, notes(adminNotes, notesRepeat), method, state,
 			adoption, deletionPolicy, flags)
 		body := build("User", slots, uint64(present), oddSlot, oddKind)
 		verdict(t, v, body, nil, userSpecValid)
 	})
+}
+
+// notes repeats s, so that the fuzzer reaches adminNotes' limit of 65535 characters, up to about
+// 70000 bytes.
+func notes(s string, repeat uint16) string {
+	n := int(repeat%2048) + 1
+	if len(s) > 0 {
+		n = max(1, min(n, 70000/len(s)))
+	}
+	return strings.Repeat(s, n)
 }
 
 // membershipSlots are the slots of a ClientMembership; permissions is a comma-separated list.
