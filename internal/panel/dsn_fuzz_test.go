@@ -3,6 +3,7 @@ package panel_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,6 +131,12 @@ func checkAcceptedConfig(t *testing.T, cfg *mysql.Config, rest string) {
 		if tc.got != want {
 			t.Fatalf("%s = %s, want %s (the DSN says %q)", tc.name, tc.got, want, params[tc.name])
 		}
+	}
+	// A TCP address that is not host:port (such as "[") is made "[:3306" by the driver, and that
+	// "[[:3306]:3306" the next time: no fixed point, and no connection either (the dial fails on
+	// the address). Only well-formed addresses are held to the round trip.
+	if _, _, err := net.SplitHostPort(cfg.Addr); cfg.Net == "tcp" && err != nil {
+		return
 	}
 	// The password is the file's, not the DSN's: format what came from the DSN (the driver's
 	// format drops a password when there is no user name).
