@@ -80,6 +80,7 @@ func TestOfflineValidationAgreesWithAPIServer(t *testing.T) {
 		if online == nil {
 			accepted++
 		}
+		t.Logf("%s: accepted=%v", seed, online == nil)
 	}
 	for _, seed := range seeds(t, "FuzzUserSpec") {
 		a := seed.args
