@@ -112,13 +112,21 @@ const (
 
 // UserSpec is the desired state of a panel login.
 type UserSpec struct {
-	// email is the login email. It must be unique in the panel, compared as the panel's database
+	// The email pattern: dot-separated atoms on either side of the @, each of RFC 5322 atext and
+	// any non-ASCII character but white space (internal/crdvalidation's FuzzUserSpec holds it to
+	// net/mail's reading of a bare address). Not format=email: that accepts
+	// "Jane <jane@example.com>", and, a format skipping the type check, a list instead of a string
+	// (which no client can then decode, so one such User stops every list of Users).
+
+	// email is the login email: a bare address, local@domain, as the person types it at the
+	// panel's login form (no display name, comment, quotes, domain literal or white space; letters
+	// outside ASCII are allowed). It must be unique in the panel, compared as the panel's database
 	// collation (utf8mb4_unicode_ci) compares: ignoring case, accents, width (fullwidth letters),
 	// ignorable characters and trailing spaces, with ß equal to ss.
 	// +required
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=255
-	// +kubebuilder:validation:Format=email
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+(\.[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+)*@[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+(\.[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+)*$`
 	Email string `json:"email"`
 
 	// passwordSecretRef names the Secret, in the User's namespace, that holds the password.

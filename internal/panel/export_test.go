@@ -13,3 +13,9 @@ var MySQLConfig = mysqlConfig
 func (s *Store) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return s.tx(ctx, "test transaction", fn)
 }
+
+// SQLiteName exposes the driver's name for a sqlite:// path, for the DSN fuzz target.
+var SQLiteName = sqliteName
+
+// SQLitePragmas are the pragmas every sqlite name carries.
+const SQLitePragmas = sqlitePragmas

@@ -149,6 +149,14 @@ func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
 // mysqlConfig is the driver configuration for a DSN: the DSN's own parameters, the password,
 // the panel's session settings, and the default timeouts where the DSN sets none.
 func mysqlConfig(dsn, passwordFile string) (*mysql.Config, error) {
+	// [user[:password]@]...: a ":" before the last "@" is a password, whatever the driver makes
+	// of the rest. Checked before the driver parses, because when the password holds a "/" the
+	// driver reads part of it as the network, the database or a parameter, and may accept it as
+	// such or quote it in its error.
+	if at := strings.LastIndexByte(dsn, '@'); at >= 0 && strings.IndexByte(dsn[:at], ':') >= 0 {
+		return nil, fmt.Errorf("%w: the panel DSN must not hold a password (user:password@); use --panel-password-file "+
+			"or %s (an \"@\" in the database name or a parameter is escaped as %%40)", ErrInvalid, PasswordEnv)
+	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot parse the mysql DSN (want mysql://user@tcp(host:3306)/database): %s",
@@ -192,19 +200,43 @@ func mysqlConfig(dsn, passwordFile string) (*mysql.Config, error) {
 }
 
 func openSQLite(path string) (*sql.DB, error) {
-	if path == "" {
-		return nil, fmt.Errorf("%w: the sqlite DSN needs a path, e.g. sqlite:///var/lib/puq/panel.db", ErrInvalid)
+	name, err := sqliteName(path)
+	if err != nil {
+		return nil, err
 	}
 	registerCollation.Do(func() {
 		sqlite.MustRegisterCollationUtf8("unicode_ci", func(a, b string) int { return CompareFolded(Fold(a), Fold(b)) })
 	})
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	db, err := sql.Open("sqlite", name)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the sqlite database: %w", err)
 	}
 	// One writer at a time is SQLite's rule; one connection keeps transactions from failing busy.
 	db.SetMaxOpenConns(1)
 	return db, nil
+}
+
+// sqlitePragmas are the store's connection settings: foreign keys enforced (the panel's cascades),
+// waits for a lock instead of failing busy, and write-ahead logging.
+const sqlitePragmas = "_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+
+// sqliteName is the driver's name for the database file at path, with the store's pragmas.
+func sqliteName(path string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("%w: the sqlite DSN needs a path, e.g. sqlite:///var/lib/puq/panel.db", ErrInvalid)
+	}
+	if strings.IndexByte(path, 0) >= 0 {
+		return "", fmt.Errorf("%w: the sqlite DSN's path holds a NUL byte", ErrInvalid)
+	}
+	// SQLite reads the name as a file: URI. "%", "?" and "#" in the path are escaped, so that they
+	// stay part of the file name instead of starting an escape, parameters (which would override
+	// the pragmas) or a fragment; an absolute path gets an empty authority ("file://" + path), so
+	// that one starting with "//" is not read as a host.
+	name := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+	if strings.HasPrefix(path, "/") {
+		name = "//" + name
+	}
+	return "file:" + name + "?" + sqlitePragmas, nil
 }
 
 // Engine says which kind of database this is.

@@ -16,11 +16,16 @@ import (
 const DefaultCost = 12
 
 // ErrMalformedHash means a value is not a bcrypt hash PHP accepts. Its text never holds the value.
-var ErrMalformedHash = errors.New("not a bcrypt hash: want $2a$, $2b$ or $2y$, a cost from 04 to 31 and 53 characters of salt and hash")
+var ErrMalformedHash = errors.New("not a bcrypt hash: want $2a$, $2b$ or $2y$, a cost from 04 to 31 " +
+	"and 53 characters of salt and hash as bcrypt writes them")
 
 // bcryptForm is a bcrypt hash in modular crypt form: $2a$/$2b$/$2y$, two-digit cost, 22 salt and
-// 31 hash characters of bcrypt's base64 alphabet.
-var bcryptForm = regexp.MustCompile(`^\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}$`)
+// 31 hash characters of bcrypt's base64 alphabet. The salt's 22 characters carry 16 bytes and the
+// hash's 31 carry 23, so the last character of each has unused low bits (4 and 2) that bcrypt
+// writes as zero. PHP re-encodes the salt when it computes a hash, so a hash with those bits set
+// matches no password there (Go's bcrypt ignores them and would match): such a value must be
+// refused, not stored as a password nobody can log in with.
+var bcryptForm = regexp.MustCompile(`^\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{30}[.CGKOSWaeimquy26]$`)
 
 // Hash hashes a cleartext password with bcrypt at cost and returns it with the $2y$ prefix, the
 // only one PHP's password_verify and Laravel's bcrypt check recognise.
@@ -53,10 +58,11 @@ func PanelForm(h string) (string, error) {
 	return "$2y$" + h[4:], nil
 }
 
-// Verify reports whether cleartext matches a bcrypt hash of any prefix.
+// Verify reports whether cleartext matches a bcrypt hash ($2a$, $2b$ or $2y$) as PHP checks it: a
+// value PanelForm refuses matches nothing.
 func Verify(hash, cleartext string) bool {
-	if len(hash) > 4 && hash[:4] == "$2y$" {
-		hash = "$2a$" + hash[4:]
+	if _, err := PanelForm(hash); err != nil {
+		return false
 	}
-	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(cleartext)) == nil
+	return bcrypt.CompareHashAndPassword([]byte("$2a$"+hash[4:]), []byte(cleartext)) == nil
 }

@@ -63,7 +63,8 @@ func TestHashIsBcryptWith2yPrefixAndVerifies(t *testing.T) {
 }
 
 func TestPanelFormAcceptsOnlyWellFormedBcrypt(t *testing.T) {
-	body := "$04$" + strings.Repeat("a", 53)
+	// 21 salt characters, the 22nd with its unused low bits zero ('e'), 31 hash characters.
+	body := "$04$" + strings.Repeat("a", 21) + "e" + strings.Repeat("a", 31)
 	cases := map[string]bool{
 		"$2a" + body: true, "$2b" + body: true, "$2y" + body: true,
 		"$2x" + body:                        false, // not a PHP bcrypt prefix
@@ -72,6 +73,8 @@ func TestPanelFormAcceptsOnlyWellFormedBcrypt(t *testing.T) {
 		"$2y$04$" + strings.Repeat("a", 52): false, // short
 		"$2y$04$" + strings.Repeat("!", 53): false, // outside bcrypt's alphabet
 		"plain text":                        false,
+		"$2y$04$" + strings.Repeat("a", 53): false, // the salt's unused bits set: PHP matches nothing
+		"$2y" + body[:len(body)-1] + "b":    false, // the hash's unused bits set
 	}
 	for in, ok := range cases {
 		out, err := password.PanelForm(in)
