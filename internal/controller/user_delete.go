@@ -163,7 +163,8 @@ func (r *UserReconciler) deleteMemberships(ctx context.Context, user *v1.User) (
 }
 
 // lostUsers remembers the Users the API server deleted while they still held the operator's
-// finalizer, so that what they made in the panel is released anyway. It happens when a DELETE
+// finalizer and were never marked for deletion, so that what they made in the panel is released
+// anyway. It happens when a DELETE
 // races the update that adds the finalizer: the API server read the object without a finalizer,
 // decided to delete it at once, and removed it (finalizer and all) after the update landed; the
 // reconcile that added the finalizer goes on to create the panel user, and no deletion reconcile
@@ -175,8 +176,11 @@ type lostUsers struct{ m sync.Map }
 // handler records a User whose delete event still lists the finalizer.
 func (l *lostUsers) handler() handler.EventHandler {
 	return handler.Funcs{DeleteFunc: func(_ context.Context, e eventDelete, _ workqueue) {
+		// A User finalized the ordinary way carries its deletionTimestamp in its last state (and
+		// may still list the finalizer its last update removed); one deleted through the race
+		// never had one.
 		u, ok := e.Object.(*v1.User)
-		if ok && controllerutil.ContainsFinalizer(u, UserFinalizer) {
+		if ok && controllerutil.ContainsFinalizer(u, UserFinalizer) && u.DeletionTimestamp.IsZero() {
 			l.m.Store(client.ObjectKeyFromObject(u), u.DeepCopy())
 		}
 	}}
