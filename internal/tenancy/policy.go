@@ -165,6 +165,10 @@ type MembershipRequest struct {
 	// ClientUUID is the panel client's UUID (for a membership naming the client by company name,
 	// the UUID that name stands for).
 	ClientUUID string
+	// Client is the client as the ClientMembership names it (spec.client.uuid or
+	// spec.client.companyName), which is what a denial repeats: the UUID a company name stands for
+	// is never disclosed to a namespace the client is not granted to. Empty: ClientUUID.
+	Client string
 	// Owner asks to make the user the client's owner.
 	Owner bool
 	// OwnerNamespace is the namespace of the User managing the panel user that owns the client
@@ -186,9 +190,13 @@ func (g Grants) Membership(m MembershipRequest) error {
 			granting = append(granting, p)
 		}
 	}
+	named := m.Client
+	if named == "" {
+		named = client
+	}
 	if len(granting) == 0 {
-		return g.deny("No PanelAccessPolicy grants namespace %s the client %s (%s); add it to spec.clients.uuids of a "+
-			"PanelAccessPolicy selecting %s", g.namespace, client, g.selecting(), g.namespace)
+		return g.deny("No PanelAccessPolicy grants namespace %s the client %s (%s); add its UUID to spec.clients.uuids of a "+
+			"PanelAccessPolicy selecting %s", g.namespace, named, g.selecting(), g.namespace)
 	}
 	names := make([]string, 0, len(granting))
 	for _, p := range granting {
@@ -199,7 +207,7 @@ func (g Grants) Membership(m MembershipRequest) error {
 			return nil
 		}
 		return g.deny("No PanelAccessPolicy lets namespace %s take ownership of client %s (policies granting the client: %s); "+
-			"set spec.clients.ownership: Allowed in one of them", g.namespace, client, strings.Join(names, ", "))
+			"set spec.clients.ownership: Allowed in one of them", g.namespace, named, strings.Join(names, ", "))
 	}
 	var fewest []v1.Permission
 	for i, p := range granting {
@@ -212,7 +220,7 @@ func (g Grants) Membership(m MembershipRequest) error {
 		}
 	}
 	return g.deny("No PanelAccessPolicy grants namespace %s the permissions %s on client %s (policies granting the client: %s); "+
-		"add them to spec.maxPermissions of one of them", g.namespace, permissionList(fewest), client, strings.Join(names, ", "))
+		"add them to spec.maxPermissions of one of them", g.namespace, permissionList(fewest), named, strings.Join(names, ", "))
 }
 
 // missing are the permissions asked for that the grant does not allow, in the panel's order.

@@ -367,6 +367,17 @@ func TestDenialsNameOnlyTheRequestAndTheNamespacePolicies(t *testing.T) {
 	}
 }
 
+// A membership naming its client by company name is denied in those words: the UUID the name
+// stands for is not disclosed to a namespace the client is not granted to.
+func TestMembershipDenialNamesTheClientAsTheMembershipDoes(t *testing.T) {
+	g := tenancy.For([]v1.PanelAccessPolicy{policy("p", clients(v1.ClientGrant{UUIDs: []string{clientA}}))}, "team-a", nil)
+	err := g.Membership(tenancy.MembershipRequest{ClientUUID: clientB, Client: "Other Hosting Ltd"})
+	checkDecision(t, err, false, "the client Other Hosting Ltd (")
+	if strings.Contains(err.Error(), clientB) {
+		t.Errorf("the denial discloses the UUID of a client named by company name: %v", err)
+	}
+}
+
 func TestEmailAllowAllGrantsAnyEmail(t *testing.T) {
 	g := tenancy.For([]v1.PanelAccessPolicy{policy("single-team", allowAll)}, "team-a", nil)
 	if err := g.Email("anyone@anywhere.example"); err != nil {
