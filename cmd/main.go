@@ -213,6 +213,9 @@ func run(s settings) error {
 	if err := controller.Setup(ctx, mgr, store, opts); err != nil {
 		return err
 	}
+	if err := (&controller.PanelAccessPolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("cannot set up the PanelAccessPolicy controller: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}

@@ -48,4 +48,9 @@ const (
 	ReasonDuplicateMembership = "DuplicateMembership"
 	ReasonOwnerRemovalBlocked = "OwnerRemovalBlocked"
 	ReasonPanelRefused        = "PanelRefused"
+	// ReasonNotPermitted: no PanelAccessPolicy selecting the namespace grants what the object asks.
+	ReasonNotPermitted = "NotPermitted"
+	// ReasonInvalidSelector: a PanelAccessPolicy's namespace selector cannot be parsed; it grants
+	// nothing until it is fixed.
+	ReasonInvalidSelector = "InvalidSelector"
 )

@@ -238,7 +238,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 			kinds[obj.GetKind()]++
 		}
 	}
-	for _, k := range []string{"User", "Secret", "ClientMembership"} {
+	for _, k := range []string{"User", "Secret", "ClientMembership", "PanelAccessPolicy"} {
 		if kinds[k] == 0 {
 			t.Errorf("the samples hold no %s", k)
 		}

@@ -20,8 +20,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -263,9 +265,13 @@ func readRBAC(file, kind string, into interface {
 // BindManagerRole creates the ClusterRole of config/rbac/role.yaml, as read from disk, under
 // name, and grants it to sa: across the cluster through a ClusterRoleBinding, or, when namespaces
 // are given, through a RoleBinding named name in each of them only (a manager started with
-// --namespace). It returns once the API server's authorizer grants every rule, so that a manager
-// started next is never refused for a binding still on its way. A verb missing from role.yaml
-// then fails the test that needs it, as it would fail the deployed manager.
+// --namespace). A RoleBinding grants nothing on cluster-scoped resources (namespaces,
+// PanelAccessPolicies), which a manager reads whatever namespaces it watches; so with namespaces,
+// the rules of role.yaml on cluster-scoped resources go into a ClusterRole name-cluster bound
+// across the cluster, and nothing namespaced is granted outside the namespaces. It returns once
+// the API server's authorizer grants every rule, so that a manager started next is never refused
+// for a binding still on its way. A verb missing from role.yaml then fails the test that needs
+// it, as it would fail the deployed manager.
 func BindManagerRole(ctx context.Context, c client.Client, name string, sa ServiceAccount, namespaces ...string) error {
 	role, err := ManagerRole()
 	if err != nil {
@@ -274,7 +280,7 @@ func BindManagerRole(ctx context.Context, c client.Client, name string, sa Servi
 	if len(role.Rules) == 0 {
 		return errors.New("config/rbac/role.yaml has no rules")
 	}
-	rules := role.Rules
+	rules, clusterRules := role.Rules, []rbacv1.PolicyRule(nil)
 	role.ObjectMeta = metav1.ObjectMeta{Name: name}
 	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}
 	objs := []client.Object{role}
@@ -287,11 +293,52 @@ func BindManagerRole(ctx context.Context, c client.Client, name string, sa Servi
 			objs = append(objs, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 				RoleRef: ref, Subjects: []rbacv1.Subject{sa.Subject()}})
 		}
+		var err error
+		if rules, clusterRules, err = splitClusterScoped(c, rules); err != nil {
+			return err
+		}
+		if len(clusterRules) > 0 {
+			clusterName := name + "-cluster"
+			objs = append(objs, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: clusterName}, Rules: clusterRules},
+				&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: clusterName},
+					RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterName},
+					Subjects: []rbacv1.Subject{sa.Subject()}})
+		}
 	}
 	if err := createAll(ctx, c, objs); err != nil {
 		return err
 	}
+	if err := waitGranted(ctx, c, sa, clusterRules, []string{""}); err != nil {
+		return err
+	}
 	return waitGranted(ctx, c, sa, rules, namespaces)
+}
+
+// splitClusterScoped splits rules into those on namespaced resources and those on cluster-scoped
+// ones, as the API server's REST mapping says, one resource (and its subresources) at a time.
+func splitClusterScoped(c client.Client, rules []rbacv1.PolicyRule) (namespaced, clusterScoped []rbacv1.PolicyRule, err error) {
+	for _, r := range rules {
+		for _, group := range r.APIGroups {
+			for _, res := range r.Resources {
+				resource, _, _ := strings.Cut(res, "/")
+				gvk, err := c.RESTMapper().KindFor(schema.GroupVersionResource{Group: group, Resource: resource})
+				if err != nil {
+					return nil, nil, fmt.Errorf("cannot map %s/%s of role.yaml to a kind: %w", group, resource, err)
+				}
+				mapping, err := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+				if err != nil {
+					return nil, nil, fmt.Errorf("cannot map %s of role.yaml: %w", gvk, err)
+				}
+				one := rbacv1.PolicyRule{APIGroups: []string{group}, Resources: []string{res}, Verbs: r.Verbs}
+				if mapping.Scope.Name() == meta.RESTScopeNameRoot {
+					clusterScoped = append(clusterScoped, one)
+				} else {
+					namespaced = append(namespaced, one)
+				}
+			}
+		}
+	}
+	return namespaced, clusterScoped, nil
 }
 
 // BindLeaderElectionRole creates the Role of config/rbac/leader_election_role.yaml, as read from

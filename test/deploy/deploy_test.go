@@ -73,8 +73,8 @@ func TestDefaultKustomizationRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 			t.Errorf("server-side dry run of %s %s: %v", o.GetKind(), o.GetName(), err)
 		}
 	}
-	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 2, "Deployment": 1, "ServiceAccount": 1,
-		"ClusterRole": 7, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 1} {
+	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
+		"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 1} {
 		if kinds[kind] < want {
 			t.Errorf("config/default renders %d %s, want at least %d", kinds[kind], kind, want)
 		}
@@ -154,6 +154,11 @@ var allowed = map[string][]string{
 	"panel.puqcloud.com/clientmemberships":            {"delete", "get", "list", "update", "watch"},
 	"panel.puqcloud.com/clientmemberships/status":     {"patch"},
 	"panel.puqcloud.com/clientmemberships/finalizers": {"update"},
+	// PanelAccessPolicies and namespaces are only read: the policy controller writes nothing but
+	// the policies' status.
+	"/namespaces":                                   {"get", "list", "watch"},
+	"panel.puqcloud.com/panelaccesspolicies":        {"get", "list", "watch"},
+	"panel.puqcloud.com/panelaccesspolicies/status": {"patch"},
 }
 
 func TestManagerRoleStaysWithinTheAllowList(t *testing.T) {
