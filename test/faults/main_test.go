@@ -70,7 +70,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "cannot start kube-apiserver and etcd:", err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
+	// The kube-apiserver the restart scenario started again is not one envtest's Stop ends (it
+	// would be left running, retrying a stopped etcd): end it the way the scenario does first.
+	defer func() {
+		_ = testenv.KillAPIServer(env)
+		_ = env.Stop()
+	}()
 	cfg := rest.CopyConfig(restConfig)
 	cfg.QPS, cfg.Burst = -1, 1000 // the scenarios drive hundreds of objects; no client-side throttling
 	if k8s, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {
