@@ -268,7 +268,7 @@ func (r *ClientMembershipReconciler) patchStatus(ctx context.Context, m *v1.Clie
 	}
 	base := m.DeepCopy()
 	base.Status = *before
-	return client.IgnoreNotFound(r.Status().Patch(ctx, m, client.MergeFrom(base)))
+	return client.IgnoreNotFound(r.Status().Patch(ctx, m, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
 }
 
 // abandon lets a membership being deleted go without reaching the panel database: the admin's

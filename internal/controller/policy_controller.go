@@ -47,8 +47,8 @@ func (r *PanelAccessPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}
 	base := policy.DeepCopy()
 	o := setPolicyCoverage(&policy.Status, policy, namespaces)
-	return conclude("PanelAccessPolicy", &policy.Status.Conditions, &policy.Status.ObservedGeneration, policy.Generation, o,
-		nil, func() error { return r.patchStatus(ctx, base, policy) }, 0)
+	return retryConflicts(conclude("PanelAccessPolicy", &policy.Status.Conditions, &policy.Status.ObservedGeneration,
+		policy.Generation, o, nil, func() error { return r.patchStatus(ctx, base, policy) }, 0))
 }
 
 // namespaces are every namespace's metadata, from the cache.
@@ -95,7 +95,7 @@ func (r *PanelAccessPolicyReconciler) patchStatus(ctx context.Context, base, pol
 	if equality.Semantic.DeepEqual(&base.Status, &policy.Status) {
 		return nil
 	}
-	return r.Status().Patch(ctx, policy, client.MergeFrom(base))
+	return r.Status().Patch(ctx, policy, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // SetupWithManager registers the controller: policies (their spec changes), and namespaces as

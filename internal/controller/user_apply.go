@@ -167,12 +167,15 @@ func (r *UserReconciler) issueTOTPSecret(ctx context.Context, user *v1.User) (st
 }
 
 // patchStatus writes the status once, as a merge patch from base (the User as read), and only
-// when it changed: a merge patch does not lose to a concurrent change of other fields.
+// when it changed. The patch carries base's resourceVersion: a merge patch computed from a cached
+// object older than the server's leaves out the fields that object already had, so the server
+// would keep values this reconcile did not mean; instead it conflicts, and the User is reconciled
+// again from a fresh read (retryConflicts).
 func (r *UserReconciler) patchStatus(ctx context.Context, base, user *v1.User) error {
 	if equality.Semantic.DeepEqual(&base.Status, &user.Status) {
 		return nil
 	}
-	return r.Status().Patch(ctx, user, client.MergeFrom(base))
+	return r.Status().Patch(ctx, user, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // errorOutcome is the one place an error of a reconcile becomes a condition: the store's typed
