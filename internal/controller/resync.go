@@ -127,6 +127,6 @@ func (r *UserReconciler) inSync(user *v1.User, snap *panel.Snapshot) bool {
 		return false
 	}
 	st := user.Status.DeepCopy()
-	plannedStatus(st, p, snap.User(), snap.Clients)
+	plannedStatus(st, p, *p.current, snap.Clients)
 	return equality.Semantic.DeepEqual(st, &user.Status)
 }

@@ -38,7 +38,12 @@ func (r *UserReconciler) carryOut(ctx context.Context, user *v1.User, f userFact
 	var u panel.User
 	var clients []panel.UserClient
 	if snap := f.found.Snapshot; snap != nil {
-		u, clients = snap.User(), snap.Clients
+		clients = snap.Clients
+		if p.current != nil {
+			u = *p.current
+		} else {
+			u = snap.User()
+		}
 	}
 	if p.change != nil {
 		if err := r.prepareChange(ctx, user, &p); err != nil {

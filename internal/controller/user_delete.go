@@ -89,10 +89,7 @@ func (r *UserReconciler) release(ctx context.Context, user *v1.User) (*outcome, 
 		}
 		return nil, nil
 	}
-	mode := panel.ReleaseMode(user.Spec.DeletionPolicy)
-	if mode == "" {
-		mode = panel.ReleaseDelete
-	}
+	mode := releaseMode(user)
 	if mode == panel.ReleaseDelete {
 		pending, err := r.deleteMemberships(ctx, user)
 		if err != nil {
@@ -198,10 +195,7 @@ func (r *UserReconciler) releaseLost(ctx context.Context, key types.NamespacedNa
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	mode := panel.ReleaseMode(user.Spec.DeletionPolicy)
-	if mode == "" {
-		mode = panel.ReleaseDelete
-	}
+	mode := releaseMode(user)
 	for _, b := range bindings {
 		if b.ResourceUID != string(user.UID) {
 			continue // an earlier resource of that name; not this one's
@@ -215,4 +209,12 @@ func (r *UserReconciler) releaseLost(ctx context.Context, key types.NamespacedNa
 	trackedUsers.set(user.UID, "")
 	r.lost.m.Delete(key)
 	return ctrl.Result{}, nil
+}
+
+// releaseMode is the User's deletion policy as a release mode (Delete when unset).
+func releaseMode(user *v1.User) panel.ReleaseMode {
+	if user.Spec.DeletionPolicy == "" {
+		return panel.ReleaseDelete
+	}
+	return panel.ReleaseMode(user.Spec.DeletionPolicy)
 }

@@ -73,6 +73,9 @@ type userPlan struct {
 	totpSecretName string
 	// version is the password Secret version the panel holds afterwards.
 	version string
+	// current is the panel user as it is, when the plan writes nothing to it (from the snapshot's
+	// comparison, so it is not built again for status).
+	current *panel.User
 	// adopt: the panel user is taken over (it was unbound). recreated: the panel user status
 	// named was deleted outside the operator; a new one is created.
 	adopt, recreated bool
@@ -134,7 +137,9 @@ func planUser(o Options, f userFacts) userPlan {
 		return p
 	}
 	want.UserUUID = snap.UUID
-	if _, matches := snap.Matches(d); matches && p.hash == "" && p.cleartext == "" && snap.Binding != nil && *snap.Binding == want {
+	u, matches := snap.Matches(d)
+	if matches && p.hash == "" && p.cleartext == "" && snap.Binding != nil && *snap.Binding == want {
+		p.current = &u
 		return p
 	}
 	p.change = &panel.UserChange{UUID: snap.UUID, Desired: &d, PasswordHash: p.hash, Binding: &want, Expect: snap.Binding}

@@ -120,14 +120,6 @@ func insertBinding(ctx context.Context, tx *sql.Tx, b Binding, now string) error
 	return err
 }
 
-// Unbind forgets the binding of a panel user, leaving the user itself alone.
-func (s *Store) Unbind(ctx context.Context, userUUID string) error {
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
-	_, err := s.db.ExecContext(ctx, "DELETE FROM "+bindingTable+" WHERE user_uuid = ?", userUUID)
-	return classify("unbind the panel user", err)
-}
-
 // CreateDemoClient adds a client to an embedded SQLite database, for trying the operator without
 // a panel. It is idempotent by company name and refused on MySQL, where clients are the panel's.
 func (s *Store) CreateDemoClient(ctx context.Context, c Client) (Client, error) {
