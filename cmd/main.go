@@ -69,6 +69,7 @@ type settings struct {
 	metricsCertPath              string
 	panelDSN, panelPasswordFile  string
 	bcryptCost, minPasswordLen   int
+	hashCosts                    password.CostRange
 	totpIssuer, languages        string
 	resync                       time.Duration
 	instanceID, timezone         string
@@ -102,7 +103,13 @@ func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 		"or sqlite:///path/panel.db. No password here: see --panel-password-file.")
 	fs.StringVar(&s.panelPasswordFile, "panel-password-file", "", "File holding the MySQL password (default: the "+
 		panel.PasswordEnv+" environment variable).")
-	fs.IntVar(&s.bcryptCost, "bcrypt-cost", password.DefaultCost, "bcrypt cost for cleartext passwords (the panel's is 12).")
+	fs.IntVar(&s.bcryptCost, "bcrypt-cost", password.DefaultCost, "bcrypt cost for cleartext passwords (the panel's is 12); "+
+		"within --password-hash-min-cost and --password-hash-max-cost.")
+	fs.IntVar(&s.hashCosts.Min, "password-hash-min-cost", password.DefaultCostRange.Min, "The lowest bcrypt cost accepted, "+
+		"for --bcrypt-cost and for hashes in a Secret's passwordHash key (a cheaper hash is quick to crack).")
+	fs.IntVar(&s.hashCosts.Max, "password-hash-max-cost", password.DefaultCostRange.Max, "The highest bcrypt cost accepted, "+
+		"for --bcrypt-cost and for hashes in a Secret's passwordHash key (each login attempt for the email costs the panel "+
+		"2^(cost-12) checks at its own cost).")
 	fs.IntVar(&s.minPasswordLen, "min-password-length", 12, "Minimum length of cleartext passwords.")
 	fs.StringVar(&s.totpIssuer, "totp-issuer", "PUQcloud", "Issuer shown in authenticator apps for issued TOTP seeds.")
 	fs.StringVar(&s.languages, "languages", "en,uk,pl,fr", "The panel's enabled languages, comma-separated.")
@@ -162,6 +169,13 @@ func run(s settings) error {
 	if err != nil {
 		return fmt.Errorf("invalid --timezone: %w", err)
 	}
+	if err := s.hashCosts.Validate(); err != nil {
+		return fmt.Errorf("invalid --password-hash-min-cost/--password-hash-max-cost: %w", err)
+	}
+	if !s.hashCosts.Contains(s.bcryptCost) {
+		return fmt.Errorf("--bcrypt-cost=%d is outside --password-hash-min-cost=%d and --password-hash-max-cost=%d; "+
+			"raise or lower one of them", s.bcryptCost, s.hashCosts.Min, s.hashCosts.Max)
+	}
 	ctx := ctrl.SetupSignalHandler()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	store, err := panel.Open(openCtx, panel.Options{DSN: s.panelDSN, PasswordFile: s.panelPasswordFile, Location: loc,
@@ -206,7 +220,7 @@ func run(s settings) error {
 		return fmt.Errorf("cannot create the manager: %w", err)
 	}
 	opts := controller.Options{
-		InstanceID: s.instanceID, BcryptCost: s.bcryptCost, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
+		InstanceID: s.instanceID, BcryptCost: s.bcryptCost, HashCosts: s.hashCosts, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
 		Languages: splitList(s.languages), TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
 		MaxConcurrentReconciles: s.maxConcurrent, MaxConcurrentHashes: s.maxHashes, Namespaces: splitList(s.namespaces),
 	}

@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/tenancy"
 )
 
 // resyncBatch is how many panel users one resync query reads.
@@ -63,6 +64,7 @@ func (s *resyncer) pass(ctx context.Context) error {
 		return err
 	}
 	batch := make([]*v1.User, 0, resyncBatch)
+	grants := newGrantsCache(s.users)
 	inSync, queued := resyncUsers.WithLabelValues("in_sync"), resyncUsers.WithLabelValues("reconcile")
 	flush := func() error {
 		if len(batch) == 0 {
@@ -77,7 +79,11 @@ func (s *resyncer) pass(ctx context.Context) error {
 			return err
 		}
 		for _, u := range batch {
-			if s.r.inSync(u, snaps[u.Status.UUID]) {
+			g, err := grants.of(ctx, u.Namespace)
+			if err != nil {
+				return err
+			}
+			if s.r.inSync(u, g, snaps[u.Status.UUID]) {
 				inSync.Inc()
 				continue
 			}
@@ -116,11 +122,11 @@ func isReady(u *v1.User) bool {
 // batch and the Secret version the Secret watch knows (no Secret is read). A plan that would need
 // more than that (a TOTP seed, a Secret version the watch does not know) is not in sync: the
 // reconcile decides.
-func (r *UserReconciler) inSync(user *v1.User, snap *panel.Snapshot) bool {
+func (r *UserReconciler) inSync(user *v1.User, grants tenancy.Grants, snap *panel.Snapshot) bool {
 	if snap == nil || !snap.Exists {
 		return false
 	}
-	f := userFacts{user: user, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
+	f := userFacts{user: user, grants: grants, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
 		password: secretFacts{version: r.cachedSecretVersion(user)}}
 	p := planUser(r.Options, f)
 	if !p.empty() {

@@ -18,6 +18,12 @@ import (
 // they need straight from the API server, and follow Secrets with a watch that keeps only the
 // versions of the Secrets Users use.
 func Setup(ctx context.Context, mgr ctrl.Manager, store *panel.Store, opts Options) error {
+	if err := opts.HashCosts.Validate(); err != nil {
+		return fmt.Errorf("the accepted password hash costs: %w", err)
+	}
+	if !opts.HashCosts.Contains(opts.BcryptCost) {
+		return fmt.Errorf("bcrypt cost %d is outside the accepted password hash costs, %s", opts.BcryptCost, opts.HashCosts)
+	}
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("cannot set up field indexes: %w", err)
 	}

@@ -74,6 +74,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
 		return
 	}
+	if err = testenv.GrantEverything(context.Background(), k8s); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot create the suite's PanelAccessPolicy:", err)
+		return
+	}
 	if managerConfig, err = managerIdentity(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot set up the manager's identity:", err)
 		return
@@ -160,7 +164,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	e := &env{t: t, ns: ns.Name, store: store, db: direct, logs: &testenv.Output{}, opts: controller.Options{
-		InstanceID: "test", BcryptCost: 4, PasswordPolicy: password.Policy{MinLength: 12},
+		InstanceID: "test", BcryptCost: 4, HashCosts: password.CostRange{Min: 4, Max: 14}, PasswordPolicy: password.Policy{MinLength: 12},
 		Languages: []string{"en", "uk", "pl", "fr"}, TOTPIssuer: "PUQcloud", ResyncPeriod: time.Hour, MaxConcurrentReconciles: 2,
 		MaxConcurrentHashes: 1,
 	}}

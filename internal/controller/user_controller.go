@@ -37,8 +37,12 @@ const UserFinalizer = "panel.puqcloud.com/user"
 type Options struct {
 	// InstanceID names this operator in the binding table.
 	InstanceID string
-	// BcryptCost is the bcrypt cost for cleartext passwords.
+	// BcryptCost is the bcrypt cost for cleartext passwords; within HashCosts.
 	BcryptCost int
+	// HashCosts are the bcrypt costs accepted, for BcryptCost and for the hashes a Secret's
+	// passwordHash key brings (password.DefaultCostRange in the shipped binary). Required: Setup
+	// refuses an unset range, so nothing runs at an unchecked cost by omission.
+	HashCosts password.CostRange
 	// PasswordPolicy checks cleartext passwords.
 	PasswordPolicy password.Policy
 	// Languages are the panel's enabled locales.
@@ -390,9 +394,12 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		b = b.WatchesRawSource(source.Channel(resync.queue, &handler.EnqueueRequestForObject{}))
 	}
+	policies, namespaces := regrant(r.usersIn)
 	return b.
 		For(&v1.User{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+		Watches(&v1.PanelAccessPolicy{}, policies, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesMetadata(&corev1.Namespace{}, namespaces, builder.WithPredicates(labelsChanged())).
 		Watches(&v1.User{}, r.emailPeers()).
 		Watches(&v1.User{}, r.lost.handler()).
 		WatchesRawSource(source.Channel(r.secrets.queue, &handler.EnqueueRequestForObject{})).
@@ -443,6 +450,23 @@ func (r *UserReconciler) emailPeers() handler.EventHandler {
 			}
 		},
 	}
+}
+
+// usersIn lists the Users of a namespace ("" for all), to re-evaluate them when their grants change.
+func (r *UserReconciler) usersIn(ctx context.Context, namespace string) []reconcile.Request {
+	var list v1.UserList
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
+	if namespace != "" {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	if err := r.List(ctx, &list, opts...); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
 }
 
 // userOfMembership maps a ClientMembership to its User.

@@ -27,6 +27,13 @@ func (r *UserReconciler) gatherUser(ctx context.Context, user *v1.User) (userFac
 	if checkSpec(r.Options, user) != nil {
 		return f, nil
 	}
+	grants, err := grantsOf(ctx, r.Client, user.Namespace)
+	if err != nil {
+		return f, err
+	}
+	if f.grants = grants; checkGrant(f) != nil {
+		return f, nil
+	}
 	if err := r.gatherPeers(ctx, &f); err != nil {
 		return f, err
 	}

@@ -7,12 +7,17 @@ import (
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/tenancy"
 )
 
 // userFacts are what gatherUser read for one User: every input planUser decides from. Only I/O
 // fills them; nothing here is decided.
 type userFacts struct {
 	user *v1.User
+
+	// grants are what the User's namespace may do in the panel (its PanelAccessPolicies, from the
+	// cache), read before anything of the panel is.
+	grants tenancy.Grants
 
 	// peersRead says the email's peers were looked at: peers are the Users whose email folds to
 	// this one's (this User included); emailBound is the binding of the panel user that has the
@@ -94,6 +99,9 @@ func planUser(o Options, f userFacts) userPlan {
 	if stop := checkSpec(o, user); stop != nil {
 		return userPlan{stop: stop}
 	}
+	if stop := checkGrant(f); stop != nil {
+		return userPlan{stop: stop}
+	}
 	if stop := checkHolder(o, f); stop != nil {
 		return userPlan{stop: stop}
 	}
@@ -105,20 +113,25 @@ func planUser(o Options, f userFacts) userPlan {
 		p.recreated = user.Status.UUID != ""
 	case snap.Binding != nil && !snap.Binding.SameResource(user.Namespace, user.Name, o.InstanceID):
 		b := snap.Binding
-		stop := waiting(v1.ReasonBoundElsewhere, "Panel user %s is managed by User %s/%s of operator instance %q; "+
-			"delete that resource with deletionPolicy Retain to release it.", snap.UUID, b.Namespace, b.Name, b.InstanceID)
+		stop := waiting(v1.ReasonBoundElsewhere, "The panel user with this email is managed by %s; delete that resource with "+
+			"deletionPolicy Retain to release it, or change spec.email.", boundTo(user, b, o.InstanceID))
 		return userPlan{stop: &stop}
 	case snap.Binding != nil:
 		applied = snap.Binding.SecretVersion
 	case user.Spec.Adoption != v1.AdoptionIfExists:
-		stop := waiting(v1.ReasonEmailTakenInPanel, "A panel user (%s) that no User resource manages already has this email. "+
-			"Set spec.adoption: IfExists to take it over (its managed fields are overwritten), or change spec.email.", snap.UUID)
+		stop := waiting(v1.ReasonEmailTakenInPanel, "A panel user that no User resource manages already has this email. "+
+			"Set spec.adoption: IfExists to take it over (its managed fields are overwritten) where a PanelAccessPolicy "+
+			"allows it, or change spec.email.")
 		if f.found.Via == panel.ViaStatus {
-			stop = waiting(v1.ReasonEmailTakenInPanel, "Panel user %s, named in status.uuid, is not bound to this User. "+
-				"Set spec.adoption: IfExists to take it over, or clear status.uuid.", snap.UUID)
+			stop = waiting(v1.ReasonEmailTakenInPanel, "The panel user named in status.uuid is not bound to this User. "+
+				"Set spec.adoption: IfExists to take it over where a PanelAccessPolicy allows it, or clear status.uuid.")
 		}
 		return userPlan{stop: &stop}
 	default:
+		if err := f.grants.Adoption(user.Spec.Email); err != nil {
+			stop := denied(err)
+			return userPlan{stop: &stop}
+		}
 		p.adopt = true
 	}
 
@@ -157,6 +170,24 @@ func checkSpec(o Options, user *v1.User) *outcome {
 	return &stop
 }
 
+// checkGrant refuses an email no PanelAccessPolicy grants the User's namespace: before any panel
+// lookup, so the namespace learns nothing of what the panel holds for it. A User already bound
+// when its namespace lost the grant is refused the same way: nothing is written to its panel user
+// (its deletion still releases it).
+func checkGrant(f userFacts) *outcome {
+	if err := f.grants.Email(f.user.Spec.Email); err != nil {
+		stop := denied(err)
+		return &stop
+	}
+	return nil
+}
+
+// denied is the outcome of a request no policy allows (a *tenancy.Denial): NotPermitted, waiting
+// for a policy or the spec to change.
+func denied(err error) outcome {
+	return waiting(v1.ReasonNotPermitted, "%s", err.Error())
+}
+
 // checkHolder lets only one of the Users sharing an email hold it (emailHolderOf); the others
 // wait, and proceed when the holder goes.
 func checkHolder(o Options, f userFacts) *outcome {
@@ -165,8 +196,8 @@ func checkHolder(o Options, f userFacts) *outcome {
 	}
 	if f.mover != nil {
 		// Its reconcile moves the panel user off this email; nothing else would wake this one then.
-		stop := retrying(v1.ReasonDuplicateEmail, "The panel user with this email is managed by User %s/%s, whose spec.email "+
-			"changed; waiting for it to move the panel user to its new email.", f.mover.Namespace, f.mover.Name)
+		stop := retrying(v1.ReasonDuplicateEmail, "The panel user with this email is managed by %s, whose spec.email "+
+			"changed; waiting for it to move the panel user to its new email.", resourceFor(f.user, f.mover.Namespace, f.mover.Name))
 		return &stop
 	}
 	holder, byBinding := emailHolderOf(f.peers, f.emailBound, o.InstanceID)
@@ -177,9 +208,34 @@ func checkHolder(o Options, f userFacts) *outcome {
 	if byBinding {
 		why = "which manages the panel user with this email"
 	}
+	if holder.Namespace != f.user.Namespace {
+		// Whose it is, and why, are another tenant's business.
+		stop := waiting(v1.ReasonDuplicateEmail, "The email is already held by a User in another namespace; emails are unique "+
+			"in the panel. Change spec.email; this User proceeds if that User lets the email go.")
+		return &stop
+	}
 	stop := waiting(v1.ReasonDuplicateEmail, "The email is already held by User %s/%s, %s; emails are unique in the panel. "+
 		"Change spec.email, or delete that User and this one proceeds.", holder.Namespace, holder.Name, why)
 	return &stop
+}
+
+// resourceFor names another User for the user's conditions and events: by namespace/name when it
+// is in the user's own namespace, as "a User in another namespace" otherwise (no tenant learns
+// another's resource names).
+func resourceFor(user *v1.User, namespace, name string) string {
+	if namespace == user.Namespace {
+		return "User " + namespace + "/" + name
+	}
+	return "a User in another namespace"
+}
+
+// boundTo names, for the user's conditions, the resource a binding of another resource is to:
+// resourceFor, or another operator instance when the binding is not this instance's.
+func boundTo(user *v1.User, b *panel.Binding, instance string) string {
+	if b.InstanceID != instance {
+		return "another operator instance"
+	}
+	return resourceFor(user, b.Namespace, b.Name)
 }
 
 // planPassword decides whether the password is written: only when the Secret's version differs
@@ -214,6 +270,12 @@ func planPassword(o Options, f userFacts, applied string, p *userPlan) (*outcome
 		if err != nil {
 			stop := waiting(v1.ReasonInvalidPasswordHash, "Key %q of Secret %s/%s is %v; the panel's password is unchanged.",
 				key, user.Namespace, ref.Name, err)
+			return &stop, false
+		}
+		if cost, _ := password.CostOf(h); !o.HashCosts.Contains(cost) {
+			stop := waiting(v1.ReasonHashCostOutOfRange, "Key %q of Secret %s/%s is a bcrypt hash of cost %d; this operator accepts "+
+				"costs %s (--password-hash-min-cost, --password-hash-max-cost). Hash the password again at a cost in that range "+
+				"(the panel's own is 12); the panel's password is unchanged.", key, user.Namespace, ref.Name, cost, o.HashCosts)
 			return &stop, false
 		}
 		p.hash = h

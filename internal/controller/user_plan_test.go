@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,12 +10,13 @@ import (
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/tenancy"
 )
 
 // The planner decides every reconcile from facts alone: these cases are the decisions, with no
 // database or API server behind them.
 func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
-	opts := Options{InstanceID: "test", Languages: []string{"en", "pl"}, PasswordPolicy: password.Policy{MinLength: 8}}
+	opts := Options{InstanceID: "test", HashCosts: password.DefaultCostRange, Languages: []string{"en", "pl"}, PasswordPolicy: password.Policy{MinLength: 8}}
 	base := func(mutate ...func(*v1.User)) *v1.User {
 		u := &v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "jane", UID: "uid-jane", Generation: 1},
 			Spec: v1.UserSpec{Email: "jane@example.com", FirstName: "Jane",
@@ -35,6 +37,15 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 		return secretFacts{read: true, value: value, version: version}
 	}
 	const strong = "correct horse battery staple"
+	policy := func(name string, spec v1.PanelAccessPolicySpec) v1.PanelAccessPolicy {
+		spec.Namespaces = v1.PolicyNamespaces{Names: []string{"ns"}}
+		return v1.PanelAccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+	}
+	grant := func(policies ...v1.PanelAccessPolicy) tenancy.Grants { return tenancy.For(policies, "ns", nil) }
+	everything := grant(policy("all", v1.PanelAccessPolicySpec{AllowAll: true}))
+	examples := grant(policy("examples", v1.PanelAccessPolicySpec{Emails: []v1.EmailPattern{"*@example.com"}}))
+	adoptable := grant(policy("adopt", v1.PanelAccessPolicySpec{Emails: []v1.EmailPattern{"*@example.com"},
+		Adoption: &v1.AdoptionGrant{Mode: v1.AdoptionModeIfEmailAllowed}}))
 
 	type want struct {
 		stop       string // the outcome's reason; "" when the plan goes ahead
@@ -53,6 +64,28 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 		facts func() userFacts
 		want  want
 	}{
+		{"a namespace no policy selects is refused every email", func() userFacts {
+			return userFacts{user: base(), grants: grant(), password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonNotPermitted, msg: "no PanelAccessPolicy selects namespace ns"}},
+		{"an email outside the policy's patterns is refused", func() userFacts {
+			return userFacts{user: base(func(u *v1.User) { u.Spec.Email = "jane@elsewhere.org" }), grants: examples,
+				password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonNotPermitted, msg: "spec.emails of a PanelAccessPolicy selecting ns"}},
+		{"a bound User whose namespace lost the grant writes nothing", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.FirstName = "Changed" })
+			return userFacts{user: u, grants: grant(), found: panel.Located{Snapshot: snapOf(base(), own(u, "s/1")),
+				Via: panel.ViaStatus}, password: read(strong, "s/2")}
+		}, want{stop: v1.ReasonNotPermitted}},
+		{"adoption the policy does not grant is refused", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists })
+			return userFacts{user: u, grants: examples, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaEmail},
+				password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonNotPermitted, msg: "adopt the existing panel user"}},
+		{"adoption the policy grants goes ahead", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists })
+			return userFacts{user: u, grants: adoptable, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaEmail},
+				password: read(strong, "s/1")}
+		}, want{write: true, cleartext: true, adopt: true, version: "s/1"}},
 		{"a language the panel does not offer stops before anything is read", func() userFacts {
 			return userFacts{user: base(func(u *v1.User) { u.Spec.Language = "xx" })}
 		}, want{stop: v1.ReasonUnsupportedLanguage, msg: "en, pl"}},
@@ -87,6 +120,18 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			u := base(func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash })
 			return userFacts{user: u, password: read("not-a-hash", "s/1/passwordHash")}
 		}, want{stop: v1.ReasonInvalidPasswordHash}},
+		{"a hash of a cost above the accepted range stops (cost 31: 2^19 checks per login attempt)", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash })
+			return userFacts{user: u, password: read(atCost(t, 31), "s/1/passwordHash")}
+		}, want{stop: v1.ReasonHashCostOutOfRange, msg: "cost 31; this operator accepts costs 10 to 14"}},
+		{"a hash of a cost below the accepted range stops (cost 04: cheap to crack)", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash })
+			return userFacts{user: u, password: read(atCost(t, 4), "s/1/passwordHash")}
+		}, want{stop: v1.ReasonHashCostOutOfRange, msg: "cost 4;"}},
+		{"a hash of a cost within the range is written as it is", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.PasswordSecretRef.Key = v1.PasswordKeyHash })
+			return userFacts{user: u, password: read(atCost(t, 14), "s/1/passwordHash")}
+		}, want{create: true, write: true, version: "s/1/passwordHash"}},
 		{"an unbound panel user with the email is not taken without adoption", func() userFacts {
 			u := base()
 			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaEmail}, password: read(strong, "s/1")}
@@ -105,6 +150,19 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			b.Name = "someone-else"
 			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, b), Via: panel.ViaEmail}, password: read(strong, "s/1")}
 		}, want{stop: v1.ReasonBoundElsewhere, msg: "ns/someone-else"}},
+		{"a panel user bound in another namespace is never taken, and its holder is not named", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists })
+			b := own(u, "s/1")
+			b.Namespace = "tenant-a"
+			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, b), Via: panel.ViaEmail}, password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonBoundElsewhere, msg: "a User in another namespace"}},
+		{"an email held by a User of another namespace is refused without naming it", func() userFacts {
+			u := base()
+			other := *base()
+			other.Namespace, other.UID, other.CreationTimestamp = "tenant-a", "uid-other", metav1.Unix(1, 0)
+			u.CreationTimestamp = metav1.Unix(2, 0)
+			return userFacts{user: u, peersRead: true, peers: []v1.User{other, *u}}
+		}, want{stop: v1.ReasonDuplicateEmail, msg: "held by a User in another namespace"}},
 		{"in sync: nothing to write, no Secret needed", func() userFacts {
 			u := base()
 			return userFacts{user: u, found: panel.Located{Snapshot: snapOf(u, own(u, "s/1")), Via: panel.ViaStatus},
@@ -170,6 +228,9 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.facts()
+			if f.grants.Namespace() == "" {
+				f.grants = everything // the cases above that are not about policies
+			}
 			p := planUser(opts, f)
 			got := want{incomplete: p.incomplete, write: p.change != nil, cleartext: p.cleartext != "", adopt: p.adopt,
 				issueTOTP: p.issueTOTP, withdraw: p.withdrawTOTP, create: p.change != nil && p.change.UUID == ""}
@@ -190,6 +251,12 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			if p.stop != nil && (strings.Contains(p.stop.message, strong) || strings.Contains(p.stop.message, "short")) {
 				t.Errorf("stop message %q holds the password", p.stop.message)
 			}
+			if p.stop != nil && (strings.Contains(p.stop.message, "tenant-a") || strings.Contains(p.stop.message, "p-1")) {
+				t.Errorf("stop message %q names another namespace or a panel user's UUID", p.stop.message)
+			}
+			if p.stop != nil && f.password.value != "" && strings.Contains(p.stop.message, fmt.Sprint(len(f.password.value))) {
+				t.Errorf("stop message %q tells the password's length", p.stop.message)
+			}
 			if c := p.change; c != nil {
 				b := c.Binding
 				if b == nil || b.ResourceUID != string(f.user.UID) || b.InstanceID != "test" || b.SecretVersion != p.version {
@@ -208,4 +275,15 @@ func sameExpect(a, b *panel.Binding) bool {
 		return a == b
 	}
 	return *a == *b
+}
+
+// atCost is a well-formed bcrypt hash that says the cost (a cost-4 hash relabelled: the planner
+// reads the cost, it does not verify the hash, so a cost-31 one needs no days of hashing).
+func atCost(t *testing.T, cost int) string {
+	t.Helper()
+	h, err := password.Hash("correct horse battery staple", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s%02d%s", h[:4], cost, h[6:])
 }

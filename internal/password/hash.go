@@ -66,3 +66,38 @@ func Verify(hash, cleartext string) bool {
 	}
 	return bcrypt.CompareHashAndPassword([]byte("$2a$"+hash[4:]), []byte(cleartext)) == nil
 }
+
+// CostRange is the bcrypt costs the operator accepts, for the hashes it computes (--bcrypt-cost)
+// and the hashes a Secret's passwordHash key brings. A cost above the range makes every login
+// attempt for the email cost the panel 2^(cost-12) of its own checks, a lever any visitor of the
+// login form can pull; one below it makes the hash cheap to crack and skips the password policy.
+type CostRange struct {
+	Min, Max int
+}
+
+// DefaultCostRange is the range the operator accepts unless told otherwise: around the panel's
+// own cost (12), which the panel rehashes any other cost to at the next login.
+var DefaultCostRange = CostRange{Min: 10, Max: 14}
+
+// Validate refuses a range that is empty or outside bcrypt's costs (4 to 31).
+func (r CostRange) Validate() error {
+	if r.Min < bcrypt.MinCost || r.Max > bcrypt.MaxCost || r.Min > r.Max {
+		return fmt.Errorf("bcrypt cost range %d..%d is not within %d..%d with min <= max", r.Min, r.Max,
+			bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return nil
+}
+
+// Contains reports whether the cost is in the range.
+func (r CostRange) Contains(cost int) bool { return cost >= r.Min && cost <= r.Max }
+
+func (r CostRange) String() string { return fmt.Sprintf("%d to %d", r.Min, r.Max) }
+
+// CostOf is the cost of a hash PanelForm accepts.
+func CostOf(h string) (int, error) {
+	m := bcryptForm.FindStringSubmatch(h)
+	if m == nil {
+		return 0, ErrMalformedHash
+	}
+	return strconv.Atoi(m[1])
+}

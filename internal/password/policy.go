@@ -47,7 +47,9 @@ func (e *WeakError) Error() string { return "the password is too weak: " + e.Rea
 // or equals or contains the email's local part or the person's names (ignoring case).
 func (p Policy) Check(cleartext string, who Person) error {
 	if n := utf8.RuneCountInString(cleartext); n < p.MinLength {
-		return &WeakError{Reason: fmt.Sprintf("it has %d characters, the minimum is %d", n, p.MinLength)}
+		// The message never says the length itself: that would tell whoever reads the condition
+		// something about the password.
+		return &WeakError{Reason: fmt.Sprintf("it has fewer characters than the minimum of %d", p.MinLength)}
 	}
 	lower := strings.ToLower(cleartext)
 	if _, ok := common[lower]; ok {

@@ -202,7 +202,7 @@ func overhead(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
-	mgr, err := w.startManager("overhead", ns, "--bcrypt-cost=4")
+	mgr, err := w.startManager("overhead", ns, "--bcrypt-cost=4", "--password-hash-min-cost=4")
 	if err != nil {
 		return figure{}, err
 	}
@@ -362,7 +362,7 @@ func duplicates(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
-	mgr, err := w.startManager("dup", ns+","+dupNS, "--bcrypt-cost=4")
+	mgr, err := w.startManager("dup", ns+","+dupNS, "--bcrypt-cost=4", "--password-hash-min-cost=4")
 	if err != nil {
 		return figure{}, err
 	}
@@ -427,7 +427,7 @@ func noopResync(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
-	mgr, err := w.startManager("noop", ns, "--bcrypt-cost=4", "--resync-period="+c.resyncPeriod.String())
+	mgr, err := w.startManager("noop", ns, "--bcrypt-cost=4", "--password-hash-min-cost=4", "--resync-period="+c.resyncPeriod.String())
 	if err != nil {
 		return figure{}, err
 	}
@@ -595,7 +595,7 @@ func memory(w *world, c config) (figure, error) {
 	// managers run as that same instance, so each finds every User bound to itself and in sync
 	// and does the same work: list every Secret, reconcile every User, write nothing. Only the
 	// unrelated Secrets differ between them.
-	prime, err := w.startManagerAll("mem-prime", memInstance, "--bcrypt-cost=4")
+	prime, err := w.startManagerAll("mem-prime", memInstance, "--bcrypt-cost=4", "--password-hash-min-cost=4")
 	if err != nil {
 		return figure{}, err
 	}
@@ -667,7 +667,7 @@ func startupPeak(w *world, name string, users, secrets int) (startup, error) {
 	if err != nil {
 		return startup{}, err
 	}
-	mgr, err := w.startManagerAll(name, memInstance, "--bcrypt-cost=4")
+	mgr, err := w.startManagerAll(name, memInstance, "--bcrypt-cost=4", "--password-hash-min-cost=4")
 	if err != nil {
 		return startup{}, err
 	}

@@ -70,6 +70,9 @@ func startWorld(c config) (*world, error) {
 	if w.k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: w.env.Scheme}); err != nil {
 		return nil, err
 	}
+	if err := testenv.GrantEverything(context.Background(), w.k8s); err != nil {
+		return nil, err
+	}
 	if c.sqlite {
 		path := filepath.Join(w.dir, "panel.db")
 		w.dsn = "sqlite://" + path

@@ -24,7 +24,7 @@ func TestOnlyTheLeaderReconcilesAndResyncsAndTheOtherTakesOverWhenItDies(t *test
 	kc, leaseNS := operatorIdentity(t, "e2e-leader-operator", ns)
 	p := newPanel(t)
 	args := []string{"--kubeconfig=" + kc, "--panel-dsn=" + p.DSN, "--panel-password-file=" + p.PasswordFile,
-		"--namespace=" + ns, "--instance-id=e2e-leader", "--bcrypt-cost=4", "--resync-period=1s",
+		"--namespace=" + ns, "--instance-id=e2e-leader", "--bcrypt-cost=4", "--password-hash-min-cost=4", "--resync-period=1s",
 		"--leader-elect", "--leader-election-namespace=" + leaseNS, "--leader-election-lease-duration=6s",
 		"--leader-election-renew-deadline=5s", "--leader-election-retry-period=500ms"}
 	replicas := []*manager{startManager(t, "replica-1", false, args, nil), startManager(t, "replica-2", false, args, nil)}

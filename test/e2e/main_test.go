@@ -66,6 +66,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
 		return 1
 	}
+	if err = testenv.GrantEverything(context.Background(), k8s); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot create the suite's PanelAccessPolicy:", err)
+		return 1
+	}
 	if kubeconfig, err = deployIdentity(context.Background(), testenv.Manager, "e2e-manager", dir); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot set up the manager's identity:", err)
 		return 1

@@ -82,6 +82,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
 		return 1
 	}
+	if err = testenv.GrantEverything(context.Background(), k8s); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot create the suite's PanelAccessPolicy:", err)
+		return 1
+	}
 	if mariadb, err = testdb.StartMariaDB(); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start MariaDB for the tests:", err)
 		return 1
@@ -147,7 +151,7 @@ func newScenario(t *testing.T, name string) *scenario {
 		kubeconfig: kc, leaseNS: sa.Namespace, sa: sa, dsn: p.DSN}
 	t.Cleanup(s.keepLogs) // runs after the managers' own cleanups have stopped them
 	s.args = []string{"--kubeconfig=" + kc, "--panel-password-file=" + p.PasswordFile, "--namespace=" + ns,
-		"--instance-id=" + instance, "--bcrypt-cost=4"}
+		"--instance-id=" + instance, "--bcrypt-cost=4", "--password-hash-min-cost=4"}
 	return s
 }
 

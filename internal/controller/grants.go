@@ -1,0 +1,89 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/tenancy"
+)
+
+// grantsOf is what the namespace may do in the panel: the PanelAccessPolicies selecting it, read
+// from the cache with the namespace's labels (metadata only). It asks the panel nothing, so a
+// check costs no round trip, and it is evaluated before any panel lookup: a namespace learns
+// nothing of emails or clients it is not granted.
+func grantsOf(ctx context.Context, c client.Reader, namespace string) (tenancy.Grants, error) {
+	var policies v1.PanelAccessPolicyList
+	if err := c.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil {
+		return tenancy.Grants{}, fmt.Errorf("cannot list PanelAccessPolicies: %w", err)
+	}
+	ns := namespaceMetadata()
+	if err := c.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+		return tenancy.Grants{}, fmt.Errorf("cannot read namespace %s: %w", namespace, err)
+	}
+	return tenancy.For(policies.Items, namespace, ns.Labels), nil
+}
+
+// namespaceMetadata is an empty Namespace as metadata: namespaces are cached as metadata only.
+func namespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// grantsCache memoizes grantsOf per namespace for one pass over many objects (the resync).
+type grantsCache struct {
+	c    client.Reader
+	seen map[string]tenancy.Grants
+}
+
+func newGrantsCache(c client.Reader) *grantsCache {
+	return &grantsCache{c: c, seen: map[string]tenancy.Grants{}}
+}
+
+func (g *grantsCache) of(ctx context.Context, namespace string) (tenancy.Grants, error) {
+	if gr, ok := g.seen[namespace]; ok {
+		return gr, nil
+	}
+	gr, err := grantsOf(ctx, g.c, namespace)
+	if err == nil {
+		g.seen[namespace] = gr
+	}
+	return gr, err
+}
+
+// labelsChanged passes the updates of an object whose labels changed: a namespace's labels decide
+// which policies' selectors select it.
+func labelsChanged() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+		},
+	}
+}
+
+// regrant wakes, when the grants change, the objects whose denials may change with them: every
+// object when a PanelAccessPolicy comes, goes or changes its spec (policies), and the objects of a
+// namespace whose labels changed (namespaces). in lists the objects of a namespace, "" for all.
+func regrant(in func(ctx context.Context, namespace string) []reconcile.Request) (policies, namespaces handler.EventHandler) {
+	policies = handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		return in(ctx, "")
+	})
+	namespaces = handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return in(ctx, o.GetName())
+	})
+	return policies, namespaces
+}
