@@ -2,8 +2,10 @@ package password_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/puqcloud/puq-user-operator/internal/password"
 )
@@ -15,8 +17,8 @@ func TestPolicyRefusesWeakPasswordsWithoutRepeatingThem(t *testing.T) {
 		pw     string
 		reason string // "" means accepted
 	}{
-		{"short-1", "minimum is 12"},
-		{"ąęśćżźółńĄĘ", "minimum is 12"}, // 11 characters, 22 bytes: counted as characters
+		{"short-1", "minimum of 12"},
+		{"ąęśćżźółńĄĘ", "minimum of 12"}, // 11 characters, 22 bytes: counted as characters
 		{"password1234", "most common"},
 		{"PASSWORD1234", "most common"},
 		{"xx-jane.doe-2026", "email's local part"},
@@ -39,6 +41,9 @@ func TestPolicyRefusesWeakPasswordsWithoutRepeatingThem(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), tc.pw) {
 			t.Errorf("the error repeats the password")
+		}
+		if n := fmt.Sprint(utf8.RuneCountInString(tc.pw)); err != nil && strings.Contains(err.Error(), n) {
+			t.Errorf("the error %q tells the password's length (%s characters)", err, n)
 		}
 	}
 }
@@ -87,5 +92,16 @@ func TestPanelFormAcceptsOnlyWellFormedBcrypt(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), in) {
 			t.Error("the error repeats the value")
 		}
+	}
+}
+
+func TestCostRangeRefusesEmptyOrOutOfBcryptRanges(t *testing.T) {
+	for _, r := range []password.CostRange{{}, {Min: 3, Max: 12}, {Min: 10, Max: 32}, {Min: 14, Max: 10}} {
+		if r.Validate() == nil {
+			t.Errorf("cost range %+v accepted", r)
+		}
+	}
+	if err := password.DefaultCostRange.Validate(); err != nil || !password.DefaultCostRange.Contains(password.DefaultCost) {
+		t.Errorf("the default range %v: %v, or it does not hold the panel's cost %d", password.DefaultCostRange, err, password.DefaultCost)
 	}
 }
