@@ -99,14 +99,18 @@ install: manifests kustomize ## Install the CRDs into the cluster of the current
 uninstall: manifests kustomize ## Uninstall the CRDs. Call with ignore-not-found=true to ignore missing objects.
 	"$(KUSTOMIZE)" build config/crd | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -
 
+## What deploy and undeploy build: config/default, or config/namespaced for a manager that watches
+## only the namespaces listed in config/namespaced/namespaces.yaml.
+DEPLOY_CONFIG ?= config/default
+
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy the operator to the cluster of the current kubeconfig.
+deploy: manifests kustomize ## Deploy the operator to the cluster of the current kubeconfig (DEPLOY_CONFIG=config/namespaced for --namespace).
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
-	"$(KUSTOMIZE)" build config/default | "$(KUBECTL)" apply --server-side -f -
+	"$(KUSTOMIZE)" build $(DEPLOY_CONFIG) | "$(KUBECTL)" apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: kustomize ## Undeploy the operator. Call with ignore-not-found=true to ignore missing objects.
-	"$(KUSTOMIZE)" build config/default | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -
+	"$(KUSTOMIZE)" build $(DEPLOY_CONFIG) | "$(KUBECTL)" delete --ignore-not-found=$(ignore-not-found) -f -
 
 ##@ Dependencies
 

@@ -1,5 +1,6 @@
--- Argo CD health for panel.puqcloud.com User and ClientMembership, read from the kstatus
--- conditions the operator writes (Ready, Reconciling, Stalled) and status.observedGeneration.
+-- Argo CD health for panel.puqcloud.com User, ClientMembership and PanelAccessPolicy, read from
+-- the kstatus conditions the operator writes (Ready, Reconciling, Stalled) and
+-- status.observedGeneration.
 local hs = {}
 local function cond(t)
   if obj.status ~= nil and obj.status.conditions ~= nil then

@@ -104,6 +104,15 @@ func run() error {
 	}()
 
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
+	// The grant comes first: a namespace no PanelAccessPolicy selects may do nothing in the panel,
+	// so Users applied before their policy is in force would start out NotPermitted.
+	step("Applying the PanelAccessPolicy for namespace default (%s)", samplePolicy)
+	if out, err := kubectlRun(kubectl, kubeconfig, "apply", "-f", filepath.Join(root, samplePolicy)); err != nil {
+		return fmt.Errorf("kubectl apply: %w\n%s", err, out)
+	}
+	if err := waitPolicyReady(ctx, cl, exited); err != nil {
+		return fmt.Errorf("%w (manager log: %s)", err, logFile.Name())
+	}
 	step("Applying config/samples")
 	if out, err := kubectlRun(kubectl, kubeconfig, "apply", "-n", "default", "-k", filepath.Join(root, "config", "samples")); err != nil {
 		return fmt.Errorf("kubectl apply: %w\n%s", err, out)
@@ -112,13 +121,17 @@ func run() error {
 	if err := waitReady(ctx, cl, exited); err != nil {
 		return fmt.Errorf("%w (manager log: %s)", err, logFile.Name())
 	}
-	out, _ := kubectlRun(kubectl, kubeconfig, "get", "users,clientmemberships", "-n", "default")
+	out, _ := kubectlRun(kubectl, kubeconfig, "get", "panelaccesspolicies")
+	fmt.Println()
+	fmt.Print(out)
+	out, _ = kubectlRun(kubectl, kubeconfig, "get", "users,clientmemberships", "-n", "default")
 	fmt.Println()
 	fmt.Print(out)
 	fmt.Printf(`
 The operator is running. In another shell:
   export KUBECONFIG=%s PATH=%s:$PATH
   kubectl describe user jane-doe
+  kubectl get pap    # the PanelAccessPolicies: what each namespace may do in the panel
 Manager log: %s. Panel database: %s. Press Ctrl-C to stop and tear everything down.
 `, kubeconfig, env.BinaryAssetsDirectory, logFile.Name(), dbPath)
 
@@ -128,6 +141,38 @@ Manager log: %s. Panel database: %s. Press Ctrl-C to stop and tear everything do
 		return nil
 	case err := <-exited:
 		return fmt.Errorf("the manager exited: %v (log: %s)", err, logFile.Name())
+	}
+}
+
+// samplePolicy grants namespace default, where the samples go, their emails and the demo client.
+const samplePolicy = "config/samples/panel_v1alpha1_panelaccesspolicy.yaml"
+
+// waitPolicyReady waits until the manager has judged every PanelAccessPolicy (Ready at its
+// generation): it then holds them in its cache, and the Users applied next are judged by them.
+func waitPolicyReady(ctx context.Context, cl client.Client, exited <-chan error) error {
+	deadline := time.After(time.Minute)
+	for {
+		var policies v1.PanelAccessPolicyList
+		err := cl.List(ctx, &policies)
+		pending := []string{}
+		for _, p := range policies.Items {
+			c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
+			if c == nil || c.Status != metav1.ConditionTrue || p.Status.ObservedGeneration != p.Generation {
+				pending = append(pending, "PanelAccessPolicy "+p.Name)
+			}
+		}
+		if err == nil && len(policies.Items) > 0 && len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-exited:
+			return fmt.Errorf("the manager exited: %v", err)
+		case <-deadline:
+			return errors.New("not Ready after a minute: " + strings.Join(pending, "; "))
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 

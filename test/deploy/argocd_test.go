@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	lua "github.com/yuin/gopher-lua"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/yaml"
@@ -64,8 +65,18 @@ func argoHealth(t *testing.T, script string, obj map[string]any) (string, string
 }
 
 func user(generation int64, observed any, conds ...map[string]any) map[string]any {
+	return object("User", generation, observed, conds...)
+}
+
+func policy(generation int64, observed any, conds ...map[string]any) map[string]any {
+	obj := object("PanelAccessPolicy", generation, observed, conds...)
+	delete(obj["metadata"].(map[string]any), "namespace") // cluster-scoped
+	return obj
+}
+
+func object(kind string, generation int64, observed any, conds ...map[string]any) map[string]any {
 	obj := map[string]any{
-		"apiVersion": "panel.puqcloud.com/v1alpha1", "kind": "User",
+		"apiVersion": "panel.puqcloud.com/v1alpha1", "kind": kind,
 		"metadata": map[string]any{"name": "jane", "namespace": "team", "generation": generation},
 	}
 	if observed != nil || len(conds) > 0 {
@@ -99,7 +110,7 @@ func TestArgoCDHealthAndKstatusAgree(t *testing.T) {
 		obj         map[string]any
 		argo        string
 		message     string
-		kstatusWant status.Status
+		kstatusWant status.Status // "" where kstatus has no say (an object the API server never returns)
 	}{
 		{"ready", user(2, int64(2), cond("Ready", "True", "Reconciled", "The panel user matches the spec.", 2)),
 			"Healthy", "Reconciled", status.CurrentStatus},
@@ -116,12 +127,27 @@ func TestArgoCDHealthAndKstatusAgree(t *testing.T) {
 		{"duplicate email", user(4, int64(4), cond("Ready", "False", "DuplicateEmail", "held by team/first", 4),
 			cond("Stalled", "True", "DuplicateEmail", "held by team/first", 4)),
 			"Degraded", "DuplicateEmail: held by team/first", status.FailedStatus},
+		{"policy in force", policy(2, int64(2), cond("Ready", "True", "Reconciled", "The policy is in force for 2 namespaces.", 2)),
+			"Healthy", "Reconciled: The policy is in force for 2 namespaces.", status.CurrentStatus},
+		{"policy not yet seen", policy(1, int64(0)), "Progressing", "observe generation 1", status.InProgressStatus},
+		// The CRD defaults status.observedGeneration, so the API server never returns a policy
+		// without status; Argo CD still reads one, from git, as not yet seen.
+		{"policy without status", policy(1, nil), "Progressing", "observe generation 1", ""},
+		{"policy changed, not yet judged", policy(3, int64(2),
+			cond("Ready", "True", "Reconciled", "The policy is in force for 2 namespaces.", 2)),
+			"Progressing", "observe generation 3", status.InProgressStatus},
+		{"policy with an invalid selector", policy(2, int64(2), cond("Ready", "False", "InvalidSelector", "cannot be parsed", 2),
+			cond("Stalled", "True", "InvalidSelector", "cannot be parsed", 2)),
+			"Degraded", "InvalidSelector: cannot be parsed", status.FailedStatus},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, msg := argoHealth(t, script, tc.obj)
 			if got != tc.argo || !strings.Contains(msg, tc.message) {
 				t.Errorf("Argo CD health = %s (%q), want %s containing %q", got, msg, tc.argo, tc.message)
+			}
+			if tc.kstatusWant == "" {
+				return
 			}
 			res, err := status.Compute(&unstructured.Unstructured{Object: tc.obj})
 			if err != nil {
@@ -134,7 +160,7 @@ func TestArgoCDHealthAndKstatusAgree(t *testing.T) {
 	}
 }
 
-func TestArgoCDConfigMapCarriesTheSameScript(t *testing.T) {
+func TestArgoCDConfigMapCarriesTheSameScriptForEveryKind(t *testing.T) {
 	dir := filepath.Join(testenv.RepoRoot(), "config", "argocd")
 	script, err := os.ReadFile(filepath.Join(dir, "health.lua"))
 	if err != nil {
@@ -150,8 +176,21 @@ func TestArgoCDConfigMapCarriesTheSameScript(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &cm); err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{"User", "ClientMembership"} {
-		key := "resource.customizations.health.panel.puqcloud.com_" + kind
+	// Every kind the CRDs define has the health check, a kind added later included.
+	crds, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "crd", "bases", "*.yaml"))
+	if err != nil || len(crds) == 0 {
+		t.Fatalf("no CRDs in config/crd/bases (%v)", err)
+	}
+	for _, path := range crds {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var crd apiextensionsv1.CustomResourceDefinition
+		if err := yaml.Unmarshal(raw, &crd); err != nil {
+			t.Fatal(err)
+		}
+		key := "resource.customizations.health." + crd.Spec.Group + "_" + crd.Spec.Names.Kind
 		if cm.Data[key] != string(script) {
 			t.Errorf("%s in argocd-cm.yaml differs from health.lua", key)
 		}

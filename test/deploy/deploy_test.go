@@ -1,10 +1,13 @@
-// Package deploy_test checks the deployment manifests: config/default renders with kustomize and
-// the real API server accepts every object (server-side dry run), the Deployment is hardened, and
-// the manager's RBAC stays within an explicit allow-list.
+// Package deploy_test checks the deployment manifests: config/default and the config/namespaced
+// overlay render with kustomize and the real API server accepts every object (server-side dry
+// run), the Deployment is hardened, the shipped PanelAccessPolicy grants the operator's own
+// namespace only, the manager's RBAC stays within an explicit allow-list in both renderings, and a
+// manager deployed by the overlay works with nothing but what the overlay grants it.
 package deploy_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,17 +18,58 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/tenancy"
 	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
-var k8s client.Client
+var (
+	k8s        client.Client // system:masters
+	restConfig *rest.Config  // system:masters
+)
 
-func TestMain(m *testing.M) { testenv.Main(m, &k8s) }
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	env, err := testenv.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start the test control plane:", err)
+		return 1
+	}
+	if restConfig, err = env.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start kube-apiserver and etcd:", err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "cannot stop the test control plane:", err)
+		}
+	}()
+	if k8s, err = client.New(restConfig, client.Options{Scheme: env.Scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot create a client:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// The renderings a cluster admin deploys: everything across the cluster, or the overlay for a
+// manager that watches only the namespaces listed in config/namespaced/namespaces.yaml.
+const (
+	defaultDir    = "config/default"
+	namespacedDir = "config/namespaced"
+)
+
+// operatorNamespace is where config/default deploys the manager.
+var operatorNamespace = testenv.Manager.Namespace
+
+// watchedNamespaces are the namespaces config/namespaced/namespaces.yaml lists as its example.
+var watchedNamespaces = []string{"team-a", "team-b"}
 
 func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
@@ -53,40 +97,73 @@ func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	return out
 }
 
-func TestDefaultKustomizationRendersAndTheAPIServerAcceptsIt(t *testing.T) {
-	objs := render(t, "config/default")
-	ctx := context.Background()
-	kinds := map[string]int{}
-	// The namespace is created for real: the dry run of namespaced objects needs it to exist.
-	for _, o := range objs {
-		if o.GetKind() == "Namespace" {
-			if err := k8s.Create(ctx, o.DeepCopy()); err != nil {
-				t.Fatalf("create namespace %s: %v", o.GetName(), err)
+func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
+	for _, tc := range []struct {
+		dir       string
+		minKinds  map[string]int
+		namespace string // the --namespace the manager gets; "" for none
+	}{
+		{defaultDir, map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
+			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 1, "PanelAccessPolicy": 1}, ""},
+		{namespacedDir, map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
+			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3, "Service": 1, "PanelAccessPolicy": 1},
+			strings.Join(watchedNamespaces, ",")},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			objs := render(t, tc.dir)
+			ctx := context.Background()
+			// The namespaces are created for real: the dry run of namespaced objects needs them. The
+			// overlay's watched namespaces are the tenants' own, which exist before it is applied.
+			for _, o := range objs {
+				if o.GetKind() == "Namespace" {
+					ensureNamespace(t, o.GetName())
+				}
 			}
-		}
-	}
-	for _, o := range objs {
-		kinds[o.GetKind()]++
-		err := k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), client.DryRunAll,
-			client.FieldOwner("deploy-test"), client.ForceOwnership)
-		if err != nil {
-			t.Errorf("server-side dry run of %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-	}
-	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
-		"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 1} {
-		if kinds[kind] < want {
-			t.Errorf("config/default renders %d %s, want at least %d", kinds[kind], kind, want)
-		}
-	}
-	for _, o := range objs {
-		if o.GetKind() == "Deployment" {
-			checkDeployment(t, o)
-		}
+			if tc.namespace != "" {
+				for _, ns := range watchedNamespaces {
+					ensureNamespace(t, ns)
+				}
+			}
+			kinds := map[string]int{}
+			for _, o := range objs {
+				kinds[o.GetKind()]++
+				err := k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), client.DryRunAll,
+					client.FieldOwner("deploy-test"), client.ForceOwnership)
+				if err != nil {
+					t.Errorf("server-side dry run of %s %s: %v", o.GetKind(), o.GetName(), err)
+				}
+			}
+			for kind, want := range tc.minKinds {
+				if kinds[kind] < want {
+					t.Errorf("%s renders %d %s, want at least %d", tc.dir, kinds[kind], kind, want)
+				}
+			}
+			if kinds["ConfigMap"] != 0 {
+				t.Errorf("%s renders %d ConfigMaps, want none (namespaces.yaml's list is local to kustomize)", tc.dir,
+					kinds["ConfigMap"])
+			}
+			for _, o := range objs {
+				if o.GetKind() == "Deployment" {
+					checkDeployment(t, o, tc.namespace)
+				}
+			}
+		})
 	}
 }
 
-func checkDeployment(t *testing.T, o *unstructured.Unstructured) {
+func ensureNamespace(t *testing.T, name string) {
+	t.Helper()
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(name)
+	if err := k8s.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(ns),
+		client.FieldOwner("deploy-test")); err != nil {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
+}
+
+func checkDeployment(t *testing.T, o *unstructured.Unstructured, namespace string) {
 	t.Helper()
 	var d appsv1.Deployment
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
@@ -113,6 +190,13 @@ func checkDeployment(t *testing.T, o *unstructured.Unstructured) {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)
 		}
+	}
+	namespaceArgs := slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool { return !strings.HasPrefix(a, "--namespace") })
+	switch {
+	case namespace == "" && len(namespaceArgs) > 0:
+		t.Errorf("the manager watches only %v, want every namespace", namespaceArgs)
+	case namespace != "" && !slices.Equal(namespaceArgs, []string{"--namespace=" + namespace}):
+		t.Errorf("the manager's namespace flags are %v, want --namespace=%s", namespaceArgs, namespace)
 	}
 	if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 		t.Error("probes are missing")
@@ -144,8 +228,9 @@ func TestPrometheusServiceMonitorRenders(t *testing.T) {
 	}
 }
 
-// allowed is everything the manager may do; a rule beyond it fails the test.
-var allowed = map[string][]string{
+// managerAllowed is everything the manager may do across the cluster; a rule beyond it fails the
+// test, and so does an entry the rendering no longer grants.
+var managerAllowed = map[string][]string{
 	"/secrets":                                        {"create", "delete", "get", "list", "watch"},
 	"events.k8s.io/events":                            {"create", "patch"},
 	"panel.puqcloud.com/users":                        {"get", "list", "update", "watch"},
@@ -161,44 +246,213 @@ var allowed = map[string][]string{
 	"panel.puqcloud.com/panelaccesspolicies/status": {"patch"},
 }
 
-func TestManagerRoleStaysWithinTheAllowList(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var role rbacv1.ClusterRole
-	if err := yaml.Unmarshal(raw, &role); err != nil {
-		t.Fatal(err)
-	}
-	granted := map[string][]string{}
-	for _, r := range role.Rules {
-		if len(r.NonResourceURLs) > 0 || len(r.ResourceNames) > 0 {
-			t.Errorf("unexpected rule form: %+v", r)
+// leaderElectionAllowed is what the manager may do in its own namespace, where its Lease lives.
+var leaderElectionAllowed = map[string][]string{
+	"coordination.k8s.io/leases": {"create", "delete", "get", "list", "patch", "update", "watch"},
+	"/events":                    {"create", "patch"},
+}
+
+// metricsAuthAllowed is what the manager needs to authenticate and authorize the scrapes of its
+// HTTPS metrics endpoint (config/rbac/metrics_auth_role.yaml), across the cluster.
+var metricsAuthAllowed = map[string][]string{
+	"authentication.k8s.io/tokenreviews":        {"create"},
+	"authorization.k8s.io/subjectaccessreviews": {"create"},
+}
+
+// with is allowed plus more, less the resources in drop.
+func with(allowed, more map[string][]string, drop ...string) map[string][]string {
+	out := map[string][]string{}
+	for _, m := range []map[string][]string{allowed, more} {
+		for k, v := range m {
+			if !slices.Contains(drop, k) {
+				out[k] = v
+			}
 		}
-		for _, g := range r.APIGroups {
-			for _, res := range r.Resources {
-				key := g + "/" + res
-				for _, v := range r.Verbs {
-					if g == "*" || res == "*" || v == "*" {
-						t.Errorf("wildcard in rule %+v", r)
+	}
+	return out
+}
+
+// In config/default the manager holds its ClusterRole across the cluster, Secrets included; in
+// config/namespaced the ClusterRole grants no Secrets and each watched namespace grants exactly
+// the Secrets rule, through a Role of its own. Either way the leader election Role holds in the
+// operator's namespace only.
+func TestManagerRBACStaysWithinTheAllowList(t *testing.T) {
+	secrets := map[string][]string{"/secrets": managerAllowed["/secrets"]}
+	namespaced := map[string]map[string][]string{
+		"": with(managerAllowed, metricsAuthAllowed, "/secrets"), operatorNamespace: leaderElectionAllowed}
+	for _, ns := range watchedNamespaces {
+		namespaced[ns] = secrets
+	}
+	for _, tc := range []struct {
+		dir  string
+		want map[string]map[string][]string // namespace ("" across the cluster) -> resource -> verbs
+	}{
+		{defaultDir, map[string]map[string][]string{"": with(managerAllowed, metricsAuthAllowed),
+			operatorNamespace: leaderElectionAllowed}},
+		{namespacedDir, namespaced},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			objs := render(t, tc.dir)
+			got := managerGrants(t, objs)
+			for ns, granted := range got {
+				for key, verbs := range granted {
+					for _, v := range verbs {
+						if !slices.Contains(tc.want[ns][key], v) {
+							t.Errorf("%s grants the manager %s on %s %s beyond the allow-list", tc.dir, v, key, where(ns))
+						}
 					}
-					if !slices.Contains(allowed[key], v) {
-						t.Errorf("role.yaml grants %s on %s beyond the allow-list", v, key)
+				}
+			}
+			// The allow-list is not looser than what the manager needs either: every entry is granted.
+			for ns, allowed := range tc.want {
+				for key, verbs := range allowed {
+					for _, v := range verbs {
+						if !slices.Contains(got[ns][key], v) {
+							t.Errorf("the allow-list has %s on %s %s, which %s no longer grants: tighten the list", v, key,
+								where(ns), tc.dir)
+						}
 					}
-					granted[key] = append(granted[key], v)
+				}
+			}
+			if tc.dir == namespacedDir {
+				for _, o := range objs {
+					if o.GetKind() == "ClusterRole" && grantsSecrets(t, o) {
+						t.Errorf("ClusterRole %s of %s grants Secrets: with --namespace they come from Roles in the "+
+							"watched namespaces only", o.GetName(), tc.dir)
+					}
+				}
+			}
+		})
+	}
+}
+
+func where(ns string) string {
+	if ns == "" {
+		return "across the cluster"
+	}
+	return "in namespace " + ns
+}
+
+// managerGrants is what the rendered bindings grant the manager's ServiceAccount: per namespace
+// ("" across the cluster), each group/resource with its verbs.
+func managerGrants(t *testing.T, objs []*unstructured.Unstructured) map[string]map[string][]string {
+	t.Helper()
+	roles := map[string][]rbacv1.PolicyRule{} // "ClusterRole/name" or "Role/namespace/name"
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRole":
+			roles["ClusterRole/"+o.GetName()] = rulesOf(t, o)
+		case "Role":
+			roles["Role/"+o.GetNamespace()+"/"+o.GetName()] = rulesOf(t, o)
+		}
+	}
+	got := map[string]map[string][]string{}
+	add := func(ns string, rules []rbacv1.PolicyRule) {
+		for _, r := range rules {
+			if len(r.NonResourceURLs) > 0 || len(r.ResourceNames) > 0 {
+				t.Errorf("unexpected rule form: %+v", r)
+			}
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					for _, v := range r.Verbs {
+						if g == "*" || res == "*" || v == "*" {
+							t.Errorf("wildcard in rule %+v", r)
+						}
+						if got[ns] == nil {
+							got[ns] = map[string][]string{}
+						}
+						got[ns][g+"/"+res] = append(got[ns][g+"/"+res], v)
+					}
 				}
 			}
 		}
 	}
-	// The allow-list is not looser than what the manager needs either: every entry is granted.
-	for key, verbs := range allowed {
-		for _, v := range verbs {
-			if !slices.Contains(granted[key], v) {
-				t.Errorf("the allow-list has %s on %s, which role.yaml no longer grants: tighten the list", v, key)
-			}
+	for _, o := range objs {
+		if o.GetKind() != "ClusterRoleBinding" && o.GetKind() != "RoleBinding" {
+			continue
+		}
+		var b rbacv1.RoleBinding // a ClusterRoleBinding has the same fields
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(b.Subjects, func(s rbacv1.Subject) bool {
+			return s.Kind == rbacv1.ServiceAccountKind && s.Name == testenv.Manager.Name && s.Namespace == operatorNamespace
+		}) {
+			continue
+		}
+		ref := b.RoleRef.Kind + "/" + b.RoleRef.Name
+		if b.RoleRef.Kind == "Role" {
+			ref = "Role/" + b.Namespace + "/" + b.RoleRef.Name
+		}
+		rules, ok := roles[ref]
+		if !ok {
+			t.Errorf("%s %s/%s binds %s, which the rendering does not hold", o.GetKind(), b.Namespace, b.Name, ref)
+		}
+		add(b.Namespace, rules) // "" for a ClusterRoleBinding
+	}
+	if len(got) == 0 {
+		t.Fatal("the rendering grants the manager nothing")
+	}
+	return got
+}
+
+func rulesOf(t *testing.T, o *unstructured.Unstructured) []rbacv1.PolicyRule {
+	t.Helper()
+	var role rbacv1.ClusterRole // a Role has the same rules
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
+		t.Fatal(err)
+	}
+	return role.Rules
+}
+
+// grantsSecrets reports whether a role grants anything on Secrets, by name or by wildcard.
+func grantsSecrets(t *testing.T, o *unstructured.Unstructured) bool {
+	t.Helper()
+	for _, r := range rulesOf(t, o) {
+		if (slices.Contains(r.APIGroups, "") || slices.Contains(r.APIGroups, "*")) &&
+			(slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*")) {
+			return true
 		}
 	}
-	if len(role.Rules) == 0 {
-		t.Fatal("role.yaml has no rules")
+	return false
+}
+
+// The shipped deployment is secure by default and still one command: it grants everything to the
+// operator's own namespace and nothing to any other, as Gateway API's allowedRoutes defaults to
+// the Gateway's namespace. Both renderings ship the same policy.
+func TestShippedPolicyGrantsOnlyTheOperatorNamespace(t *testing.T) {
+	for _, dir := range []string{defaultDir, namespacedDir} {
+		t.Run(dir, func(t *testing.T) {
+			var policies []v1.PanelAccessPolicy
+			for _, o := range render(t, dir) {
+				if o.GetKind() != "PanelAccessPolicy" {
+					continue
+				}
+				if o.GetNamespace() != "" {
+					t.Errorf("PanelAccessPolicy %s has namespace %q: it is cluster-scoped", o.GetName(), o.GetNamespace())
+				}
+				var p v1.PanelAccessPolicy
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err != nil {
+					t.Fatal(err)
+				}
+				policies = append(policies, p)
+			}
+			if len(policies) != 1 {
+				t.Fatalf("%s renders %d PanelAccessPolicies, want the one for the operator's namespace", dir, len(policies))
+			}
+			if p := policies[0]; !p.Spec.AllowAll || !slices.Equal(p.Spec.Namespaces.Names, []string{operatorNamespace}) ||
+				p.Spec.Namespaces.Selector != nil {
+				t.Errorf("the shipped policy grants %+v, want allowAll to namespace %s by name only", p.Spec, operatorNamespace)
+			}
+			const email = "anyone@anywhere.example"
+			if err := tenancy.For(policies, operatorNamespace, nil).Adoption(email); err != nil {
+				t.Errorf("the operator's namespace may not adopt %s: %v", email, err)
+			}
+			for _, ns := range append([]string{"default", "kube-system"}, watchedNamespaces...) {
+				if err := tenancy.For(policies, ns, map[string]string{"kubernetes.io/metadata.name": ns}).Email(email); err == nil {
+					t.Errorf("the shipped policy grants namespace %s the email %s, want nothing", ns, email)
+				}
+			}
+		})
 	}
 }
