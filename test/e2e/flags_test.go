@@ -28,7 +28,7 @@ func TestManagerConfiguredByEnvironmentAloneReconcilesOnlyItsNamespaces(t *testi
 
 	m := startManager(t, "namespaced", true, nil, []string{
 		"PUQ_KUBECONFIG=" + kc, "PUQ_PANEL_DSN=" + p.DSN, "PANEL_DB_PASSWORD=" + pw, "PUQ_NAMESPACE=" + a + ", " + b,
-		"PUQ_INSTANCE_ID=e2e-namespaced", "PUQ_BCRYPT_COST=4", "PUQ_MAX_CONCURRENT_RECONCILES=2",
+		"PUQ_INSTANCE_ID=e2e-namespaced", "PUQ_BCRYPT_COST=4", "PUQ_PASSWORD_HASH_MIN_COST=4", "PUQ_MAX_CONCURRENT_RECONCILES=2",
 	})
 	outside := createUser(t, other, "olga", "olga@example.com")
 	inA := createUser(t, a, "anna", "anna@example.com")
