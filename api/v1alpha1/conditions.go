@@ -36,7 +36,7 @@ const (
 	ReasonInvalidPasswordHash = "InvalidPasswordHash"
 	// ReasonHashCostOutOfRange: the passwordHash key holds a bcrypt hash whose cost is outside the
 	// range the operator accepts (too dear for the panel's login, or too cheap to resist cracking).
-	ReasonHashCostOutOfRange = "HashCostOutOfRange"
+	ReasonHashCostOutOfRange  = "HashCostOutOfRange"
 	ReasonDuplicateEmail      = "DuplicateEmail"
 	ReasonEmailTakenInPanel   = "EmailTakenInPanel"
 	ReasonBoundElsewhere      = "BoundToAnotherResource"
