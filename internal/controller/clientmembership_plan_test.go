@@ -299,6 +299,16 @@ func TestPlanMembershipDecidesGrantsFromItsInputs(t *testing.T) {
 		{"a company name standing for a client not granted is refused, naming the name only",
 			membershipInputs{membership: membership(byName), user: user, grants: byUUID, named: 1,
 				clientUUID: other}, v1.ReasonNotPermitted, "", notGranted, false},
+		{"an older owner claim in another namespace is not named",
+			membershipInputs{membership: membership(asOwner), user: user, grants: everything, clientUUID: client, client: acme,
+				peers: []v1.ClientMembership{{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "older", UID: "uid-older"},
+					Spec: v1.ClientMembershipSpec{Owner: true}, Status: v1.ClientMembershipStatus{ClientUUID: client}}}},
+			v1.ReasonOwnerConflict, "", "a ClientMembership in another namespace, created earlier", false},
+		{"an association bound in another namespace does not name its holder",
+			membershipInputs{membership: membership(), user: user, grants: everything, clientUUID: client, client: acme,
+				state: panel.MembershipState{Binding: &panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client,
+					Namespace: "other", Name: "theirs", ResourceUID: "uid-theirs", InstanceID: "prod"}}},
+			v1.ReasonBoundElsewhere, "", "belongs to a ClientMembership in another namespace;", false},
 		{"any client allowed: a company name matching none is ClientNotFound",
 			membershipInputs{membership: membership(byName), user: user, grants: everything},
 			v1.ReasonClientNotFound, "", `companyName "Acme"`, false},
@@ -319,6 +329,9 @@ func TestPlanMembershipDecidesGrantsFromItsInputs(t *testing.T) {
 			}
 			if o.reason == v1.ReasonNotPermitted && (p.clientUUID != "" || p.client != nil) {
 				t.Errorf("a refused membership shows the client in its status: %q %+v", p.clientUUID, p.client)
+			}
+			if strings.Contains(o.message, "other/") || strings.Contains(o.message, "theirs") {
+				t.Errorf("the message names another namespace's resource: %s", o.message)
 			}
 			if o.reason == v1.ReasonNotPermitted && (strings.Contains(o.message, acme.Name) || strings.Contains(o.message, acme.TaxID)) {
 				t.Errorf("the refusal shows the client's fields: %s", o.message)

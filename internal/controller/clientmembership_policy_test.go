@@ -97,6 +97,13 @@ func (e *env) clientRows(clientUUID string) string {
 	return b.String()
 }
 
+// panelOperations counts the panel database operations of the kind done so far (ObserveDatabase).
+func panelOperations(t *testing.T, op string) float64 {
+	t.Helper()
+	return metricValue(t, "puq_user_operator_panel_db_operation_duration_seconds",
+		map[string]string{"operation": strings.NewReplacer(" ", "_", "'", "").Replace(op)})
+}
+
 func readyMessage(m *v1.ClientMembership) string {
 	return meta.FindStatusCondition(m.Status.Conditions, v1.ConditionReady).Message
 }
@@ -111,6 +118,12 @@ func TestMembershipOfAClientNotGrantedIsRefusedAndWritesNothing(t *testing.T) {
 		Ownership: v1.OwnershipAllowed}, MaxPermissions: v1.AllPermissions})
 	_, mallory := e.readyUser("mallory")
 	before := e.clientRows(victim)
+	// The panel is asked nothing about a client named by uuid before it is granted.
+	lookups := func() float64 {
+		return panelOperations(t, "find the panel client") + panelOperations(t, "read the association") +
+			panelOperations(t, "read the binding of the client's owner")
+	}
+	lookupsBefore := lookups()
 
 	join := e.membership("join", "mallory", v1.ClientSelector{UUID: victim}, perms(v1.PermissionManageUsers))
 	takeover := e.membership("takeover", "mallory", v1.ClientSelector{UUID: victim}, owner)
@@ -125,6 +138,9 @@ func TestMembershipOfAClientNotGrantedIsRefusedAndWritesNothing(t *testing.T) {
 		if s := got[m.Name].Status; s.ClientUUID != "" || s.Client != nil {
 			t.Errorf("%s shows the client it is refused: %q %+v", m.Name, s.ClientUUID, s.Client)
 		}
+	}
+	if n := lookups() - lookupsBefore; n != 0 {
+		t.Errorf("%v panel lookups of a client not granted", n)
 	}
 	// A name that matches no client and one that matches a client not granted answer alike.
 	exists := strings.ReplaceAll(readyMessage(got["by-name"]), `"Victim Ltd"`, `"NAME"`)
@@ -256,5 +272,38 @@ func TestMembershipThatLostItsGrantWritesNothingButItsDeletionRemovesIt(t *testi
 	e.waitGone(m)
 	if row := e.row(id, acme); row != "absent" {
 		t.Errorf("client_x_user = %s after the deletion, want it removed", row)
+	}
+}
+
+// ownedFromNamespace grants the clients a User of the namespace owns, and not a client owned by a
+// panel user made in the panel UI: that one is refused as one that does not exist.
+func TestMembershipOfAClientOwnedFromTheNamespace(t *testing.T) {
+	e := newEnv(t, asTenant())
+	acme := e.insertClient("Acme Hosting Ltd")
+	victim, _ := e.ownedInThePanel("Victim Ltd")
+	e.policy("own", v1.PanelAccessPolicySpec{Emails: examples, Clients: &v1.ClientGrant{UUIDs: []string{acme},
+		Ownership: v1.OwnershipAllowed}})
+	e.policy("team", v1.PanelAccessPolicySpec{Emails: examples, Clients: &v1.ClientGrant{OwnedFromNamespace: true},
+		MaxPermissions: []v1.Permission{v1.PermissionManageOrders}})
+	_, alice := e.readyUser("alice")
+	_, bob := e.readyUser("bob")
+	owns := e.membership("alice-acme", "alice", v1.ClientSelector{UUID: acme}, owner)
+	e.create(owns)
+	e.waitRow(alice, acme, "1 "+allPermissions)
+	joins := e.membership("bob-acme", "bob", v1.ClientSelector{CompanyName: "Acme Hosting Ltd"}, perms(v1.PermissionManageOrders))
+	e.create(joins)
+	e.waitMembership(joins, v1.ReasonReconciled)
+	e.waitRow(bob, acme, `0 ["manage-orders"]`)
+	refused := e.membership("bob-victim", "bob", v1.ClientSelector{UUID: victim}, perms(v1.PermissionManageOrders))
+	ghost := e.membership("bob-ghost", "bob", v1.ClientSelector{UUID: newUUID()}, perms(v1.PermissionManageOrders))
+	e.create(refused)
+	e.create(ghost)
+	a := readyMessage(e.waitMembership(refused, v1.ReasonNotPermitted))
+	b := readyMessage(e.waitMembership(ghost, v1.ReasonNotPermitted))
+	if strings.ReplaceAll(a, victim, "ID") != strings.ReplaceAll(b, ghost.Spec.Client.UUID, "ID") {
+		t.Errorf("the refusals tell a client owned elsewhere from a missing one:\n%s\n%s", a, b)
+	}
+	if got := e.row(bob, victim); got != "absent" {
+		t.Errorf("client_x_user = %s", got)
 	}
 }
