@@ -47,6 +47,9 @@ const (
 	ReasonUserNotReady        = "UserNotReady"
 	ReasonUserNotFound        = "UserNotFound"
 	ReasonClientNotFound      = "ClientNotFound"
+	// ReasonAmbiguousClient: several panel clients have the company name a ClientMembership
+	// names; it names the client by uuid instead.
+	ReasonAmbiguousClient     = "AmbiguousClient"
 	ReasonOwnerConflict       = "OwnerConflict"
 	ReasonDuplicateMembership = "DuplicateMembership"
 	ReasonOwnerRemovalBlocked = "OwnerRemovalBlocked"

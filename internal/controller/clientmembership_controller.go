@@ -88,7 +88,9 @@ func (r *ClientMembershipReconciler) reconcile(ctx context.Context, req ctrl.Req
 }
 
 // gather reads what planMembership decides on: the User, and then either what the membership made
-// (being deleted) or the client, its memberships, and the association with its binding.
+// (being deleted) or the namespace's grants (from the cache), the client once it is granted, its
+// memberships, and the association with its binding. It reads nothing more once the facts read
+// so far stop the plan (checkMembershipUser, checkClientGrant).
 func (r *ClientMembershipReconciler) gather(ctx context.Context, m *v1.ClientMembership) (membershipInputs, error) {
 	in := membershipInputs{membership: m, instance: r.Options.InstanceID}
 	user := &v1.User{}
@@ -99,31 +101,97 @@ func (r *ClientMembershipReconciler) gather(ctx context.Context, m *v1.ClientMem
 		return in, err
 	}
 	if !m.DeletionTimestamp.IsZero() {
+		// A deletion removes what the membership made, granted or not, as a User's deletion
+		// releases its panel user: it only ever takes away.
 		bound, err := r.Store.BoundMemberships(ctx, in.instance, string(m.UID))
 		in.bound = bound
 		return in, err
 	}
-	c, err := r.Store.FindClient(ctx, m.Spec.Client.UUID, m.Spec.Client.CompanyName)
-	if errors.Is(err, panel.ErrNotFound) {
-		return in, nil
-	}
+	grants, err := grantsOf(ctx, r.Client, m.Namespace)
 	if err != nil {
 		return in, err
 	}
-	in.client = &c
+	if in.grants = grants; checkMembershipUser(in) != nil {
+		return in, nil
+	}
+	if err := r.gatherClient(ctx, &in); err != nil || in.client == nil {
+		return in, err
+	}
+	c := in.client
 	var peers v1.ClientMembershipList
 	if err := r.List(ctx, &peers, client.MatchingFields{indexMembershipClient: c.UUID}); err != nil {
 		return in, fmt.Errorf("cannot list memberships by client: %w", err)
 	}
 	in.peers = peers.Items
-	if in.user == nil || in.user.Status.UUID == "" {
-		return in, nil
-	}
 	if in.state, err = r.Store.MembershipState(ctx, in.user.Status.UUID, c.UUID); err != nil {
 		return in, err
 	}
 	in.holder, err = r.bindingHolder(ctx, m, in.state.Binding)
 	return in, err
+}
+
+// gatherClient judges the client against the grants before the panel is asked anything about it:
+// a client named by uuid is judged from the spec, and by its owner only when a policy grants
+// clients by owner and the grant rests on it; a company name is resolved to the client it stands
+// for first (nothing of it is shown unless it is granted). The client's fields are read once it
+// passes.
+func (r *ClientMembershipReconciler) gatherClient(ctx context.Context, in *membershipInputs) error {
+	sel := in.membership.Spec.Client
+	var named []panel.Client
+	in.clientUUID = sel.UUID
+	if sel.UUID == "" {
+		var err error
+		if named, err = r.Store.ClientsNamed(ctx, sel.CompanyName); err != nil {
+			return err
+		}
+		if in.named = len(named); in.named == 1 {
+			in.clientUUID = named[0].UUID
+		}
+	}
+	if checkClientGrant(*in) != nil && in.clientUUID != "" && in.grants.ClientsByOwner() {
+		ns, err := r.ownerNamespace(ctx, in.membership.Namespace, in.clientUUID)
+		if err != nil {
+			return err
+		}
+		in.ownerNamespace, in.ownerRead = ns, true
+	}
+	if checkClientGrant(*in) != nil {
+		return nil
+	}
+	if sel.UUID == "" {
+		if len(named) == 1 {
+			in.client = &named[0]
+		}
+		return nil
+	}
+	c, err := r.Store.FindClient(ctx, sel.UUID, "")
+	if errors.Is(err, panel.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	in.client = &c
+	return nil
+}
+
+// ownerNamespace is namespace when the client's owner is a panel user that a User of namespace
+// manages, through this operator instance's binding to that very User (its UID: a User that only
+// reuses the name manages nothing); "" otherwise, and alike when the client has no owner or does
+// not exist.
+func (r *ClientMembershipReconciler) ownerNamespace(ctx context.Context, namespace, clientUUID string) (string, error) {
+	b, err := r.Store.OwnerBinding(ctx, clientUUID)
+	if err != nil || b == nil || b.InstanceID != r.Options.InstanceID || b.Namespace != namespace {
+		return "", err
+	}
+	u := &v1.User{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Name}, u); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if string(u.UID) != b.ResourceUID {
+		return "", nil
+	}
+	return namespace, nil
 }
 
 // bindingHolder reads the membership a binding names, when it is another one this operator
@@ -219,9 +287,14 @@ func (r *ClientMembershipReconciler) report(ctx context.Context, m *v1.ClientMem
 	if o.reason == v1.ReasonOwnerRemovalBlocked && !isStalledReason(before.Conditions, v1.ReasonOwnerRemovalBlocked) {
 		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, v1.ReasonOwnerRemovalBlocked, "RemoveMembership", o.message)
 	}
-	// A client created later in the panel is picked up on the next resync.
+	// A client created or renamed later in the panel is picked up on the next resync, and so is a
+	// change of the owner that a denial rested on.
+	resyncOn := []string{v1.ReasonClientNotFound, v1.ReasonAmbiguousClient}
+	if p.recheck {
+		resyncOn = append(resyncOn, v1.ReasonNotPermitted)
+	}
 	res, err := conclude("ClientMembership", &m.Status.Conditions, &m.Status.ObservedGeneration, m.Generation, *o, err,
-		func() error { return r.patchStatus(ctx, m, before) }, r.Options.resync(), v1.ReasonClientNotFound)
+		func() error { return r.patchStatus(ctx, m, before) }, r.Options.resync(), resyncOn...)
 	if err == nil && o.reason == v1.ReasonOwnerRemovalBlocked {
 		// A transfer made in the panel UI: no watch sees it (one made by another membership
 		// wakes this one through peersOfClient).
@@ -282,11 +355,16 @@ func (r *ClientMembershipReconciler) abandon(ctx context.Context, m *v1.ClientMe
 	return r.Update(ctx, m)
 }
 
-// SetupWithManager registers the controller; a change in a User wakes its memberships.
+// SetupWithManager registers the controller; a change in a User wakes its memberships, and a
+// change of the grants (a PanelAccessPolicy's spec, a namespace's labels) the memberships whose
+// denials may change with them.
 func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	policies, namespaces := regrant(r.membershipsIn)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.ClientMembership{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			deletionPredicate()))).
+		Watches(&v1.PanelAccessPolicy{}, policies, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesMetadata(&corev1.Namespace{}, namespaces, builder.WithPredicates(labelsChanged())).
 		Watches(&v1.User{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfUser)).
 		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(r.peersOfClient)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
@@ -323,6 +401,24 @@ func (r *ClientMembershipReconciler) membershipsOfUser(ctx context.Context, o cl
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, m := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Name}})
+	}
+	return reqs
+}
+
+// membershipsIn lists the memberships of a namespace ("" for all), to re-evaluate them when their
+// grants change.
+func (r *ClientMembershipReconciler) membershipsIn(ctx context.Context, namespace string) []reconcile.Request {
+	var list v1.ClientMembershipList
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
+	if namespace != "" {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	if err := r.List(ctx, &list, opts...); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 	}
 	return reqs
 }

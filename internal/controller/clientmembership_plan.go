@@ -3,12 +3,14 @@ package controller
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/tenancy"
 )
 
 // membershipInputs is what a ClientMembership reconcile gathered, by I/O only: every decision is
@@ -22,7 +24,22 @@ type membershipInputs struct {
 
 	// For a membership not being deleted:
 
-	// client is the panel client spec.client selects; nil when none matches.
+	// grants are what the membership's namespace may do in the panel (its PanelAccessPolicies,
+	// from the cache), judged before anything of the client is read.
+	grants tenancy.Grants
+	// clientUUID is the client spec.client stands for: spec.client.uuid, or the one client with
+	// spec.client.companyName; "" when that name matches no client or several (named says how
+	// many, up to 2).
+	clientUUID string
+	named      int
+	// ownerNamespace is the membership's namespace when the client's owner is a panel user a User
+	// of that namespace (and this operator instance) manages, else ""; read (ownerRead) only when
+	// a policy grants clients by their owner and the grant cannot be decided without it.
+	ownerNamespace string
+	ownerRead      bool
+
+	// client is the panel client spec.client selects, read once it is granted; nil when none
+	// matches.
 	client *panel.Client
 	// peers are the memberships whose status names the same client, this one included or not.
 	peers []v1.ClientMembership
@@ -57,6 +74,10 @@ type membershipPlan struct {
 	release []membershipRelease
 	// removeFinalizer lets the membership go once remove and release are done.
 	removeFinalizer bool
+
+	// recheck: the outcome rests on the client's owner, read from the panel, which no watch
+	// reports: the membership looks again every resync.
+	recheck bool
 
 	// refused is the outcome when the store refuses the write or a removal by a panel rule: the
 	// client's owner changed between gathering and writing.
@@ -96,18 +117,14 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 	if in.user != nil && !ownedBy(m, in.user) && in.user.DeletionTimestamp.IsZero() {
 		p.setOwner = in.user
 	}
-	if in.user == nil {
-		return p, waiting(v1.ReasonUserNotFound, "User %s/%s named in spec.userRef does not exist; create it.",
-			m.Namespace, m.Spec.UserRef.Name)
-	}
-	if !in.user.DeletionTimestamp.IsZero() {
-		// Its deletion removes its memberships; an association written now would outlive it.
-		return p, waiting(v1.ReasonUserNotReady, "User %s is being deleted; no association is written for it.", in.user.Name)
-	}
-	if in.user.Status.UUID == "" || !isReadyReason(in.user.Status.Conditions, v1.ReasonReconciled) {
-		return p, waiting(v1.ReasonUserNotReady, "User %s is not Ready yet; the association is written once it is.", in.user.Name)
+	if stop := checkMembershipUser(in); stop != nil {
+		return p, *stop
 	}
 	p.userUUID = in.user.Status.UUID
+	if stop := checkClientGrant(in); stop != nil {
+		p.recheck = in.ownerRead
+		return p, *stop
+	}
 	if in.client == nil {
 		return p, waiting(v1.ReasonClientNotFound, "No panel client matches spec.client (%s); create it in the panel or fix the "+
 			"selector. Checked again every resync.", describeSelector(m.Spec.Client))
@@ -124,12 +141,11 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 	if b := in.state.Binding; b != nil && !b.HeldBy(in.instance, string(m.UID)) {
 		switch {
 		case b.InstanceID != in.instance || b.Namespace != m.Namespace:
-			return p, waiting(v1.ReasonBoundElsewhere, "The association of this user with client %s belongs to ClientMembership "+
-				"%s/%s of operator instance %q; delete that one, or its row in puq_operator_membership_bindings if it is gone.",
-				c.UUID, b.Namespace, b.Name, b.InstanceID)
+			return p, waiting(v1.ReasonBoundElsewhere, "The association of this user with client %s belongs to %s; delete "+
+				"that one, or its row in puq_operator_membership_bindings if it is gone.", c.UUID, membershipBoundTo(m, b, in.instance))
 		case in.holder != nil && olderThan(in.holder.ObjectMeta, m.ObjectMeta):
-			return p, waiting(v1.ReasonDuplicateMembership, "ClientMembership %s/%s, created earlier, already associates this "+
-				"user with this client; delete one of them.", in.holder.Namespace, in.holder.Name)
+			return p, waiting(v1.ReasonDuplicateMembership, "%s, created earlier, already associates this user with this "+
+				"client; delete one of them.", membershipFor(m, in.holder.Namespace, in.holder.Name))
 		}
 		// The holder is gone (deleted without releasing, or this resource's predecessor of the
 		// same name) or younger (it yields to this one as a DuplicateMembership): take it over.
@@ -149,6 +165,85 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 		p.write = w
 	}
 	return p, ready("The association matches the spec.")
+}
+
+// checkMembershipUser waits for the User the membership names: it must exist, not be going, hold
+// an email the namespace is granted (a User whose namespace lost its grant gets no association
+// written for it either), and be Ready.
+func checkMembershipUser(in membershipInputs) *outcome {
+	m, user := in.membership, in.user
+	var o outcome
+	if user == nil {
+		o = waiting(v1.ReasonUserNotFound, "User %s/%s named in spec.userRef does not exist; create it.", m.Namespace, m.Spec.UserRef.Name)
+		return &o
+	}
+	if !user.DeletionTimestamp.IsZero() {
+		// Its deletion removes its memberships; an association written now would outlive it.
+		o = waiting(v1.ReasonUserNotReady, "User %s is being deleted; no association is written for it.", user.Name)
+		return &o
+	}
+	if err := in.grants.Email(user.Spec.Email); err != nil {
+		o = waiting(v1.ReasonNotPermitted, "User %s may not hold its email, so no association is written for it: %v", user.Name, err)
+		return &o
+	}
+	if user.Status.UUID == "" || !isReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
+		o = waiting(v1.ReasonUserNotReady, "User %s is not Ready yet; the association is written once it is.", user.Name)
+		return &o
+	}
+	return nil
+}
+
+// checkClientGrant judges the client spec.client stands for against the namespace's grants,
+// from spec.client, the UUID a company name stands for and the owner's namespace: nothing of
+// the client is read before it passes. A company name that matches no client or several is
+// refused exactly as a client not granted, unless the namespace may use any client: the answer
+// never tells a namespace whether a client it is not granted exists.
+func checkClientGrant(in membershipInputs) *outcome {
+	m := in.membership
+	sel := m.Spec.Client
+	if sel.UUID == "" && in.grants.AnyClient() {
+		var o outcome
+		switch {
+		case in.named == 0:
+			o = waiting(v1.ReasonClientNotFound, "No panel client matches spec.client (%s); create it in the panel or fix the "+
+				"selector. Checked again every resync.", describeSelector(sel))
+		case in.named > 1:
+			o = waiting(v1.ReasonAmbiguousClient, "Several panel clients have companyName %q; name the client by spec.client.uuid "+
+				"in a new ClientMembership (spec.client cannot be changed). Checked again every resync.", sel.CompanyName)
+		default:
+			return nil
+		}
+		return &o
+	}
+	named := ""
+	if sel.UUID == "" {
+		named = strconv.Quote(sel.CompanyName)
+	}
+	err := in.grants.Membership(tenancy.MembershipRequest{ClientUUID: in.clientUUID, Client: named, Owner: m.Spec.Owner,
+		OwnerNamespace: in.ownerNamespace, Permissions: m.Spec.Permissions})
+	if err == nil {
+		return nil
+	}
+	o := denied(err)
+	return &o
+}
+
+// membershipFor names another ClientMembership for m's conditions: by name when it is in m's
+// namespace, and without naming it otherwise (another tenant's names are not m's to read).
+func membershipFor(m *v1.ClientMembership, namespace, name string) string {
+	if namespace == m.Namespace {
+		return "ClientMembership " + namespace + "/" + name
+	}
+	return "a ClientMembership in another namespace"
+}
+
+// membershipBoundTo names the resource a binding of another resource is to: membershipFor, or
+// another operator instance when the binding is not this instance's.
+func membershipBoundTo(m *v1.ClientMembership, b *panel.MembershipBinding, instance string) string {
+	if b.InstanceID != instance {
+		return "another operator instance"
+	}
+	return membershipFor(m, b.Namespace, b.Name)
 }
 
 // planMembershipDeletion removes what the membership made, as its binding table rows say (not its
@@ -202,13 +297,13 @@ func olderPeerConflict(m *v1.ClientMembership, userUUID string, peers []v1.Clien
 			continue
 		}
 		if other.Status.UserUUID == userUUID {
-			o := waiting(v1.ReasonDuplicateMembership, "ClientMembership %s/%s, created earlier, already associates this user "+
-				"with this client; delete one of them.", other.Namespace, other.Name)
+			o := waiting(v1.ReasonDuplicateMembership, "%s, created earlier, already associates this user with this client; "+
+				"delete one of them.", membershipFor(m, other.Namespace, other.Name))
 			return &o
 		}
 		if m.Spec.Owner && other.Spec.Owner {
-			o := waiting(v1.ReasonOwnerConflict, "ClientMembership %s/%s, created earlier, already makes its user the owner of "+
-				"this client; a client has one owner. Set spec.owner: false on one of them.", other.Namespace, other.Name)
+			o := waiting(v1.ReasonOwnerConflict, "%s, created earlier, already makes its user the owner of this client; a "+
+				"client has one owner. Set spec.owner: false on one of them.", membershipFor(m, other.Namespace, other.Name))
 			return &o
 		}
 	}

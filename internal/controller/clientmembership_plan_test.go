@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/tenancy"
 )
 
 // The planner's decisions, each from inputs alone: no database, no API server.
@@ -168,9 +169,11 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 				bound: []panel.MembershipState{{Association: member, Binding: self}}},
 			v1.ReasonReconciled, "release " + client + "; unfinalize"},
 	}
+	everything := tenancy.For([]v1.PanelAccessPolicy{{ObjectMeta: metav1.ObjectMeta{Name: "all"},
+		Spec: v1.PanelAccessPolicySpec{AllowAll: true, Namespaces: v1.PolicyNamespaces{Names: []string{"team"}}}}}, "team", nil)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.in.instance = instance
+			tc.in.instance, tc.in.grants = instance, everything // these cases are not about policies
 			p, o := planMembership(tc.in)
 			if got := planSummary(p); o.reason != tc.reason || got != tc.want {
 				t.Errorf("plan = %q with outcome %s (%s)\nwant %q with outcome %s", got, o.reason, o.message, tc.want, tc.reason)
@@ -184,6 +187,154 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 				if w.want.Owner != tc.in.membership.Spec.Owner {
 					t.Errorf("the write's owner flag = %v", w.want.Owner)
 				}
+			}
+		})
+	}
+}
+
+// The grant decisions, each from inputs alone: the namespace's grants, spec.client, the UUID a
+// company name stands for and the owner's namespace, before anything of the client is known.
+func TestPlanMembershipDecidesGrantsFromItsInputs(t *testing.T) {
+	const (
+		userUUID = "11111111-1111-4111-8111-111111111111"
+		client   = "22222222-2222-4222-8222-222222222222"
+		other    = "44444444-4444-4444-8444-444444444444"
+	)
+	policy := func(name string, spec v1.PanelAccessPolicySpec) v1.PanelAccessPolicy {
+		spec.Namespaces = v1.PolicyNamespaces{Names: []string{"team"}}
+		return v1.PanelAccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+	}
+	grant := func(policies ...v1.PanelAccessPolicy) tenancy.Grants { return tenancy.For(policies, "team", nil) }
+	emails := []v1.EmailPattern{"*@example.com"}
+	everything := grant(policy("all", v1.PanelAccessPolicySpec{AllowAll: true}))
+	byUUID := grant(policy("acme", v1.PanelAccessPolicySpec{Emails: emails, Clients: &v1.ClientGrant{UUIDs: []string{client}},
+		MaxPermissions: []v1.Permission{v1.PermissionManageUsers}}))
+	otherOnly := grant(policy("other", v1.PanelAccessPolicySpec{Emails: emails, Clients: &v1.ClientGrant{UUIDs: []string{other}}}))
+	owning := grant(policy("acme-owner", v1.PanelAccessPolicySpec{Emails: emails,
+		Clients: &v1.ClientGrant{UUIDs: []string{client}, Ownership: v1.OwnershipAllowed}}))
+	byOwner := grant(policy("team-clients", v1.PanelAccessPolicySpec{Emails: emails,
+		Clients: &v1.ClientGrant{OwnedFromNamespace: true}, MaxPermissions: []v1.Permission{v1.PermissionManageUsers}}))
+	emailsOnly := grant(policy("people", v1.PanelAccessPolicySpec{Emails: emails}))
+	otherEmails := grant(policy("elsewhere", v1.PanelAccessPolicySpec{Emails: []v1.EmailPattern{"*@elsewhere.org"},
+		Clients: &v1.ClientGrant{UUIDs: []string{client}}, MaxPermissions: v1.AllPermissions}))
+
+	membership := func(mutate ...func(*v1.ClientMembership)) *v1.ClientMembership {
+		m := &v1.ClientMembership{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "jane-acme", UID: "uid-self", Generation: 2,
+				Finalizers: []string{MembershipFinalizer}, OwnerReferences: []metav1.OwnerReference{{UID: "uid-jane"}}},
+			Spec: v1.ClientMembershipSpec{UserRef: v1.LocalUserReference{Name: "jane"}, Client: v1.ClientSelector{UUID: client},
+				Permissions: []v1.Permission{v1.PermissionManageUsers}},
+		}
+		for _, f := range mutate {
+			f(m)
+		}
+		return m
+	}
+	user := &v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "jane", UID: "uid-jane"},
+		Spec: v1.UserSpec{Email: "jane@example.com"},
+		Status: v1.UserStatus{UUID: userUUID, Conditions: []metav1.Condition{{Type: v1.ConditionReady, Status: "True",
+			Reason: v1.ReasonReconciled}}}}
+	asOwner := func(m *v1.ClientMembership) { m.Spec.Owner = true }
+	byName := func(m *v1.ClientMembership) { m.Spec.Client = v1.ClientSelector{CompanyName: "Acme"} }
+	morePerms := func(m *v1.ClientMembership) {
+		m.Spec.Permissions = []v1.Permission{v1.PermissionManageUsers, v1.PermissionManageOrders, v1.PermissionManageInvoices}
+	}
+	wasReady := func(m *v1.ClientMembership) {
+		m.Status = v1.ClientMembershipStatus{ObservedGeneration: m.Generation, UserUUID: userUUID, ClientUUID: client,
+			Conditions: []metav1.Condition{{Type: v1.ConditionReady, Status: "True", Reason: v1.ReasonReconciled}}}
+	}
+	acme := &panel.Client{UUID: client, Name: "Ann Smith", CompanyName: "Acme", TaxID: "TAX-1", Status: "active"}
+	self := &panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client, Namespace: "team", Name: "jane-acme",
+		ResourceUID: "uid-self", InstanceID: "prod"}
+	// drifted is an association this membership made, changed since in the panel.
+	drifted := panel.MembershipState{Association: &panel.Membership{Permissions: []string{"manage-orders"}}, Binding: self}
+	notGranted := `No PanelAccessPolicy grants namespace team the client "Acme" (policies selecting namespace team: acme)`
+
+	cases := []struct {
+		name string
+		in   membershipInputs
+		// reason and plan (planSummary) are the decision; message a part of the outcome's
+		// message; recheck whether the membership looks again every resync.
+		reason, plan, message string
+		recheck               bool
+	}{
+		{"no policy: refused, naming the policy to write",
+			membershipInputs{membership: membership(), user: user, grants: grant(), clientUUID: client},
+			v1.ReasonNotPermitted, "", "no PanelAccessPolicy selects namespace team", false},
+		{"a client no policy lists is refused from the spec alone",
+			membershipInputs{membership: membership(), user: user, grants: otherOnly, clientUUID: client},
+			v1.ReasonNotPermitted, "", "the client " + client + " (policies selecting namespace team: other)", false},
+		{"a listed client is joined", membershipInputs{membership: membership(), user: user, grants: byUUID, clientUUID: client,
+			client: acme}, v1.ReasonReconciled, "write Updated", "", false},
+		{"permissions beyond maxPermissions are refused, naming them",
+			membershipInputs{membership: membership(morePerms), user: user, grants: byUUID, clientUUID: client, client: acme},
+			v1.ReasonNotPermitted, "", "the permissions manage-invoices, manage-orders on client " + client, false},
+		{"ownership of a granted client is refused where the policy does not allow it",
+			membershipInputs{membership: membership(asOwner), user: user, grants: byUUID, clientUUID: client, client: acme},
+			v1.ReasonNotPermitted, "", "take ownership of client " + client, false},
+		{"ownership is taken where the policy allows it",
+			membershipInputs{membership: membership(asOwner), user: user, grants: owning, clientUUID: client, client: acme},
+			v1.ReasonReconciled, "write Updated", "", false},
+		{"a client its namespace's people own is joined",
+			membershipInputs{membership: membership(), user: user, grants: byOwner, clientUUID: client, ownerNamespace: "team",
+				ownerRead: true, client: acme}, v1.ReasonReconciled, "write Updated", "", false},
+		{"a client owned from elsewhere, ownerless or missing is refused, and looked at again",
+			membershipInputs{membership: membership(), user: user, grants: byOwner, clientUUID: client, ownerRead: true},
+			v1.ReasonNotPermitted, "", "the client " + client, true},
+		{"a drifted association is not repaired once the namespace lost the client",
+			membershipInputs{membership: membership(wasReady), user: user, grants: emailsOnly, clientUUID: client, client: acme,
+				state: drifted}, v1.ReasonNotPermitted, "", "the client " + client, false},
+		{"a User whose namespace lost its email gets nothing written",
+			membershipInputs{membership: membership(wasReady), user: user, grants: otherEmails, clientUUID: client, client: acme,
+				state: drifted}, v1.ReasonNotPermitted, "", "User jane may not hold its email", false},
+		{"a company name standing for a granted client is joined",
+			membershipInputs{membership: membership(byName), user: user, grants: byUUID, named: 1, clientUUID: client, client: acme},
+			v1.ReasonReconciled, "write Updated", "", false},
+		{"a company name matching no client is refused as one not granted",
+			membershipInputs{membership: membership(byName), user: user, grants: byUUID},
+			v1.ReasonNotPermitted, "", notGranted, false},
+		{"a company name matching several clients is refused as one not granted",
+			membershipInputs{membership: membership(byName), user: user, grants: byUUID, named: 2},
+			v1.ReasonNotPermitted, "", notGranted, false},
+		{"a company name standing for a client not granted is refused, naming the name only",
+			membershipInputs{membership: membership(byName), user: user, grants: byUUID, named: 1,
+				clientUUID: other}, v1.ReasonNotPermitted, "", notGranted, false},
+		{"an older owner claim in another namespace is not named",
+			membershipInputs{membership: membership(asOwner), user: user, grants: everything, clientUUID: client, client: acme,
+				peers: []v1.ClientMembership{{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "older", UID: "uid-older"},
+					Spec: v1.ClientMembershipSpec{Owner: true}, Status: v1.ClientMembershipStatus{ClientUUID: client}}}},
+			v1.ReasonOwnerConflict, "", "a ClientMembership in another namespace, created earlier", false},
+		{"an association bound in another namespace does not name its holder",
+			membershipInputs{membership: membership(), user: user, grants: everything, clientUUID: client, client: acme,
+				state: panel.MembershipState{Binding: &panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client,
+					Namespace: "other", Name: "theirs", ResourceUID: "uid-theirs", InstanceID: "prod"}}},
+			v1.ReasonBoundElsewhere, "", "belongs to a ClientMembership in another namespace;", false},
+		{"any client allowed: a company name matching none is ClientNotFound",
+			membershipInputs{membership: membership(byName), user: user, grants: everything},
+			v1.ReasonClientNotFound, "", `companyName "Acme"`, false},
+		{"any client allowed: a company name matching several is AmbiguousClient",
+			membershipInputs{membership: membership(byName), user: user, grants: everything, named: 2},
+			v1.ReasonAmbiguousClient, "", `Several panel clients have companyName "Acme"`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in.instance = "prod"
+			p, o := planMembership(tc.in)
+			if got := planSummary(p); o.reason != tc.reason || got != tc.plan || !strings.Contains(o.message, tc.message) {
+				t.Errorf("plan = %q with outcome %s (%s)\nwant %q with outcome %s (containing %q)", got, o.reason, o.message,
+					tc.plan, tc.reason, tc.message)
+			}
+			if p.recheck != tc.recheck {
+				t.Errorf("recheck = %v, want %v", p.recheck, tc.recheck)
+			}
+			if o.reason == v1.ReasonNotPermitted && (p.clientUUID != "" || p.client != nil) {
+				t.Errorf("a refused membership shows the client in its status: %q %+v", p.clientUUID, p.client)
+			}
+			if strings.Contains(o.message, "other/") || strings.Contains(o.message, "theirs") {
+				t.Errorf("the message names another namespace's resource: %s", o.message)
+			}
+			if o.reason == v1.ReasonNotPermitted && (strings.Contains(o.message, acme.Name) || strings.Contains(o.message, acme.TaxID)) {
+				t.Errorf("the refusal shows the client's fields: %s", o.message)
 			}
 		})
 	}

@@ -77,6 +77,48 @@ func (s *Store) FindClient(ctx context.Context, clientUUID, companyName string) 
 	return c, classify("read the panel client", err)
 }
 
+// ClientsNamed returns the clients whose company name is companyName (compared the way the
+// panel's collation compares), at most two: one is the client the name stands for, two say the
+// name is ambiguous. The caller judges the client against its grants before it shows any of them.
+func (s *Store) ClientsNamed(ctx context.Context, companyName string) (_ []Client, err error) {
+	ctx, done := s.begin(ctx, "find the panel clients by company name")
+	defer done(&err)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+clientColumns+" FROM clients c WHERE c.`company_name` = ? "+
+		"ORDER BY c.`uuid` LIMIT 2", companyName)
+	if err != nil {
+		return nil, classify("read the panel clients", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []Client
+	for rows.Next() {
+		c, err := scanClient(rows.Scan)
+		if err != nil {
+			return nil, classify("read the panel clients", err)
+		}
+		out = append(out, c)
+	}
+	return out, classify("read the panel clients", rows.Err())
+}
+
+// OwnerBinding returns the binding of the panel user that owns the client, and nothing else of
+// the client: nil when the client has no owner, its owner no binding, or there is no such client,
+// all three alike, so a caller that asks only to judge a grant learns nothing it may not.
+func (s *Store) OwnerBinding(ctx context.Context, clientUUID string) (_ *Binding, err error) {
+	ctx, done := s.begin(ctx, "read the binding of the client's owner")
+	defer done(&err)
+	b := &Binding{}
+	err = s.db.QueryRowContext(ctx, "SELECT b.user_uuid, b.namespace, b.name, b.resource_uid, b.instance_id FROM client_x_user x "+
+		"JOIN "+bindingTable+" b ON b.user_uuid = x.user_uuid WHERE x.client_uuid = ? AND x.`owner` = 1 "+
+		"ORDER BY x.user_uuid LIMIT 1", clientUUID).Scan(&b.UserUUID, &b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID)
+	if isNoRows(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classify("read the binding of the client's owner", err)
+	}
+	return b, nil
+}
+
 // UserClients lists the clients a user is associated with, owner first, then by company and name:
 // what the panel's "User Clients" view shows, including associations made in the panel UI.
 func (s *Store) UserClients(ctx context.Context, userUUID string) (_ []UserClient, err error) {

@@ -160,6 +160,18 @@ func (g Grants) Adoption(email string) error {
 		"whose spec.emails match it", g.namespace, strings.TrimSpace(email), g.selecting(), g.namespace)
 }
 
+// AnyClient reports whether a policy grants the namespace every client (allowAll): only then may
+// a ClientMembership learn that a company name matches no client, or several.
+func (g Grants) AnyClient() bool {
+	return slices.ContainsFunc(g.policies, func(p grant) bool { return p.allowAll })
+}
+
+// ClientsByOwner reports whether a policy grants clients by their owner
+// (spec.clients.ownedFromNamespace): only then does judging a membership need the client's owner.
+func (g Grants) ClientsByOwner() bool {
+	return slices.ContainsFunc(g.policies, func(p grant) bool { return p.ownedFromNS })
+}
+
 // MembershipRequest is what a ClientMembership asks of the panel.
 type MembershipRequest struct {
 	// ClientUUID is the panel client's UUID (for a membership naming the client by company name,
