@@ -22,7 +22,7 @@ import (
 // activity): refused before any lookup, and not one column of the victim's rows changes, nor any
 // row anywhere. With the email granted but adoption not, still refused, still untouched.
 func TestTenantCannotTakeOverAPanelUserByAdoption(t *testing.T) {
-	e := newEnv(t, asTenant)
+	e := newEnv(t, asTenantNamespace)
 	tn := e.tenantOf(e.ns)
 	policy := e.grant(emailsFor([]string{e.ns}, "*@tenant-b.example"))
 	v := e.insertVictim("vera@victim.example")
@@ -48,7 +48,7 @@ func TestTenantCannotTakeOverAPanelUserByAdoption(t *testing.T) {
 // tell: the condition is the same word for word (but for the email itself), and names no panel
 // user.
 func TestDeniedEmailIsNoOracleForWhatThePanelHolds(t *testing.T) {
-	e := newEnv(t, asTenant)
+	e := newEnv(t, asTenantNamespace)
 	tn := e.tenantOf(e.ns)
 	e.grant(emailsFor([]string{e.ns}, "*@tenant-b.example"))
 	v := e.insertVictim("vera@victim.example")
@@ -73,7 +73,7 @@ func TestDeniedEmailIsNoOracleForWhatThePanelHolds(t *testing.T) {
 // own checks) and one of cost 04 (cheap to crack, and past the password policy) are refused at
 // the default range, and nothing is written.
 func TestHashCostsOutsideTheRangeAreRefused(t *testing.T) {
-	e := newEnv(t, asTenant, withHashCosts(password.DefaultCostRange))
+	e := newEnv(t, asTenantNamespace, withHashCosts(password.DefaultCostRange))
 	tn := e.tenantOf(e.ns)
 	e.grant(emailsFor([]string{e.ns}, "*@tenant-b.example"))
 	cheap, err := password.Hash(testPassword, 4)
@@ -101,7 +101,7 @@ func TestHashCostsOutsideTheRangeAreRefused(t *testing.T) {
 // User or the panel user. B's weak password is refused without its length.
 func TestMessagesToOneTenantNameNothingOfAnother(t *testing.T) {
 	nsB := newTenantNamespace(t)
-	e := newEnv(t, asTenant, alsoWatching(nsB))
+	e := newEnv(t, asTenantNamespace, alsoWatching(nsB))
 	a, b := e.tenantOf(e.ns), e.tenantOf(nsB)
 	e.grant(emailsFor([]string{a.ns}, "*@shared.example"))
 	e.grant(emailsFor([]string{b.ns}, "*@shared.example"))
@@ -135,7 +135,7 @@ func TestMessagesToOneTenantNameNothingOfAnother(t *testing.T) {
 // What a policy grants still works: a namespace granted an email with adoption: IfEmailAllowed
 // adopts the unmanaged panel user with that email.
 func TestGrantedNamespaceAdoptsAGrantedEmail(t *testing.T) {
-	e := newEnv(t, asTenant)
+	e := newEnv(t, asTenantNamespace)
 	tn := e.tenantOf(e.ns)
 	spec := emailsFor([]string{e.ns}, "*@tenant-b.example")
 	spec.Adoption = &v1.AdoptionGrant{Mode: v1.AdoptionModeIfEmailAllowed}
@@ -158,7 +158,7 @@ func TestGrantedNamespaceAdoptsAGrantedEmail(t *testing.T) {
 // namespace loses its grant is refused with nothing written to its panel user, and its deletion
 // still deletes that panel user (deletionPolicy Delete).
 func TestDenialsFollowPoliciesAndNamespaceLabels(t *testing.T) {
-	e := newEnv(t, asTenant)
+	e := newEnv(t, asTenantNamespace)
 	tn := e.tenantOf(e.ns)
 	team := "team-" + e.ns
 	e.grant(v1.PanelAccessPolicySpec{Namespaces: v1.PolicyNamespaces{Selector: &metav1.LabelSelector{
@@ -192,7 +192,7 @@ func TestDenialsFollowPoliciesAndNamespaceLabels(t *testing.T) {
 // A team granted emails but no clients asks to join a client made in the panel UI, by UUID: refused,
 // and neither the client nor its real owner's association changes.
 func TestTenantCannotJoinAClientNotGrantedToIt(t *testing.T) {
-	e := newEnv(t, asTenant)
+	e := newEnv(t, asTenantNamespace)
 	tn := e.tenantOf(e.ns)
 	e.grant(emailsFor([]string{e.ns}, "*@tenant-b.example"))
 	realOwner, acme := e.victimClient("Victim Hosting Ltd")
@@ -213,7 +213,7 @@ func TestTenantCannotJoinAClientNotGrantedToIt(t *testing.T) {
 // A team granted a client, but not its ownership, asks for owner: true: refused, and the owner
 // made in the panel UI keeps the flag and every permission.
 func TestTenantCannotDemoteTheRealOwnerOfAClient(t *testing.T) {
-	e := newEnv(t, asTenant)
+	e := newEnv(t, asTenantNamespace)
 	tn := e.tenantOf(e.ns)
 	realOwner, acme := e.victimClient("Victim Hosting Ltd")
 	spec := emailsFor([]string{e.ns}, "*@tenant-b.example")
@@ -238,7 +238,7 @@ func TestTenantCannotDemoteTheRealOwnerOfAClient(t *testing.T) {
 // naming an existing company and one naming no company get the same denial (but for the name),
 // and neither shows the client's UUID, tax ID or any other field.
 func TestMembershipByGuessedCompanyNameShowsNothingOfTheClient(t *testing.T) {
-	e := newEnv(t, asTenant)
+	e := newEnv(t, asTenantNamespace)
 	tn := e.tenantOf(e.ns)
 	e.grant(emailsFor([]string{e.ns}, "*@tenant-b.example"))
 	_, acme := e.victimClient("Victim Hosting Ltd")

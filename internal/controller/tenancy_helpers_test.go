@@ -22,9 +22,9 @@ import (
 	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
-// asTenant labels the env's namespace with testenv.TenantLabel before its manager starts: the
+// asTenantNamespace labels the env's namespace with testenv.TenantLabel before its manager starts: the
 // suite-wide policy no longer selects it, and it gets only the policies its test writes.
-func asTenant(e *env) { e.labelNamespace(e.ns, testenv.TenantLabel, "true") }
+func asTenantNamespace(e *env) { e.labelNamespace(e.ns, testenv.TenantLabel, "true") }
 
 // labelNamespace sets a label of the namespace, as the cluster admin.
 func (e *env) labelNamespace(name, key, value string) {
@@ -237,8 +237,8 @@ func (e *env) rowsOf(userUUID string) map[string]string {
 	return out
 }
 
-// clientRows is every column of the client's row and of its client_x_user rows (see rowsOf).
-func (e *env) clientRows(clientUUID string) map[string]string {
+// clientColumns is every column of the client's row and of its client_x_user rows (see rowsOf).
+func (e *env) clientColumns(clientUUID string) map[string]string {
 	e.t.Helper()
 	out := map[string]string{}
 	e.rowsWhere(out, "clients", "uuid", clientUUID, "uuid")
@@ -287,7 +287,7 @@ func (e *env) rowsWhere(out map[string]string, table, column, value, order strin
 	}
 }
 
-// changedKeys names the keys whose values differ between two reads of rowsOf or clientRows.
+// changedKeys names the keys whose values differ between two reads of rowsOf or clientColumns.
 func changedKeys(before, after map[string]string) []string {
 	var out []string
 	for k, v := range before {
@@ -329,7 +329,7 @@ func (u *untouched) read() []map[string]string {
 		out = append(out, u.e.rowsOf(id))
 	}
 	for _, id := range u.clients {
-		out = append(out, u.e.clientRows(id))
+		out = append(out, u.e.clientColumns(id))
 	}
 	return out
 }
