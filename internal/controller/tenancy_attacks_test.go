@@ -30,14 +30,14 @@ func TestTenantCannotTakeOverAPanelUserByAdoption(t *testing.T) {
 
 	u := tn.user("takeover", v.email, adoptIfExists)
 	tn.createUser(u)
-	e.waitUserSaying(u, v1.ReasonNotPermitted, "the email "+v.email)
+	e.waitNotPermitted(u, "the email "+v.email)
 	before.check("a tenant asked to adopt a panel user whose email no policy grants it")
 
 	// The admin grants the victim's domain, but no adoption.
 	update(e, policy, func(p *v1.PanelAccessPolicy) {
 		p.Spec.Emails = append(p.Spec.Emails, "*@victim.example")
 	})
-	got := e.waitUserSaying(u, v1.ReasonNotPermitted, "adopt the existing panel user")
+	got := e.waitNotPermitted(u, "adopt the existing panel user")
 	before.check("a tenant asked to adopt a panel user whose email its policy grants, without adoption")
 	if got.Status.UUID != "" {
 		t.Errorf("the refused User reports panel user %s in status", got.Status.UUID)
@@ -167,8 +167,8 @@ func TestDenialsFollowPoliciesAndNamespaceLabels(t *testing.T) {
 	byLabel := tn.user("by-label", "jane@by-label.example")
 	tn.createUser(byPolicy)
 	tn.createUser(byLabel)
-	e.waitUserSaying(byPolicy, v1.ReasonNotPermitted, "no PanelAccessPolicy selects namespace "+e.ns)
-	e.waitUserSaying(byLabel, v1.ReasonNotPermitted, "no PanelAccessPolicy selects namespace "+e.ns)
+	e.waitNotPermitted(byPolicy, "no PanelAccessPolicy selects namespace "+e.ns)
+	e.waitNotPermitted(byLabel, "no PanelAccessPolicy selects namespace "+e.ns)
 
 	granted := e.grant(emailsFor([]string{e.ns}, "*@by-policy.example"))
 	id := e.waitUser(byPolicy, v1.ReasonReconciled).Status.UUID

@@ -162,9 +162,10 @@ func (e *env) readyMessage(u *v1.User, reason string) string {
 	return meta.FindStatusCondition(e.waitUser(u, reason).Status.Conditions, v1.ConditionReady).Message
 }
 
-// waitUserSaying waits until the User's Ready condition has the reason and a message containing
-// words: the same reason again after a change is told apart by its message.
-func (e *env) waitUserSaying(u *v1.User, reason, words string) *v1.User {
+// waitNotPermitted waits until the User's Ready condition says NotPermitted with a message
+// containing words: one denial after another is told apart by its message.
+func (e *env) waitNotPermitted(u *v1.User, words string) *v1.User {
+	const reason = v1.ReasonNotPermitted
 	e.t.Helper()
 	got := &v1.User{}
 	e.eventually(30*time.Second, func() string {
@@ -324,7 +325,7 @@ func (e *env) panelBefore(users, clients []string) *untouched {
 }
 
 func (u *untouched) read() []map[string]string {
-	var out []map[string]string
+	out := make([]map[string]string, 0, len(u.users)+len(u.clients))
 	for _, id := range u.users {
 		out = append(out, u.e.rowsOf(id))
 	}

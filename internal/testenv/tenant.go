@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+const clusterRoleKind = "ClusterRole"
+
 // tenantRoleFiles are the shipped ClusterRoles a tenant team is given in its namespace: editing
 // Users and ClientMemberships, nothing else of the operator's.
 var tenantRoleFiles = []string{"user_editor_role.yaml", "clientmembership_editor_role.yaml"}
@@ -30,7 +32,7 @@ func BindTenant(ctx context.Context, c client.Client, sa ServiceAccount) error {
 	objs := []client.Object{&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: sa.Namespace, Name: sa.Name}}}
 	for _, file := range tenantRoleFiles {
 		role := &rbacv1.ClusterRole{}
-		if err := readRBAC(file, "ClusterRole", role); err != nil {
+		if err := readRBAC(file, clusterRoleKind, role); err != nil {
 			return err
 		}
 		if len(role.Rules) == 0 {
@@ -45,7 +47,7 @@ func BindTenant(ctx context.Context, c client.Client, sa ServiceAccount) error {
 		}
 		rules = append(rules, role.Rules...)
 		objs = append(objs, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: sa.Namespace, Name: name},
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: []rbacv1.Subject{sa.Subject()}})
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: clusterRoleKind, Name: name}, Subjects: []rbacv1.Subject{sa.Subject()}})
 	}
 	const secrets = "tenant-secrets"
 	objs = append(objs,
