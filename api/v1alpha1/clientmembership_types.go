@@ -91,17 +91,22 @@ type ClientMembershipSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="userRef is immutable; create a new ClientMembership instead"
 	UserRef LocalUserReference `json:"userRef"`
 
-	// client selects the panel client, by uuid or by companyName. It cannot be changed.
+	// client selects the panel client, by uuid or by companyName. It cannot be changed. A
+	// PanelAccessPolicy selecting the namespace must grant the client (spec.clients); otherwise
+	// Ready is False with reason NotPermitted and nothing of the client is shown, whether it exists
+	// or not.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="client is immutable; create a new ClientMembership instead"
 	Client ClientSelector `json:"client"`
 
 	// owner makes the user the client's owner, as the panel's "transfer ownership" does: the owner
 	// gets every permission, and the previous owner keeps every permission but loses the flag.
+	// Only where a PanelAccessPolicy granting the client sets spec.clients.ownership: Allowed.
 	// +optional
 	Owner bool `json:"owner,omitempty"`
 
 	// permissions are the user's permissions on this client. Ignored for the owner, who has them all.
+	// At most the spec.maxPermissions of a PanelAccessPolicy granting the client.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=8

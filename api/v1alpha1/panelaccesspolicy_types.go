@@ -148,7 +148,7 @@ type PanelAccessPolicySpec struct {
 	AllowAll bool `json:"allowAll,omitempty"`
 
 	// emails are the email addresses, or patterns of them, that the selected namespaces' Users may
-	// hold (see EmailPattern). A User whose email no policy grants is refused with NotPermitted
+	// hold, in the forms below. A User whose email no policy grants is refused with NotPermitted
 	// before the operator looks the email up in the panel.
 	// +optional
 	// +listType=set

@@ -122,7 +122,9 @@ type UserSpec struct {
 	// panel's login form (no display name, comment, quotes, domain literal or white space; letters
 	// outside ASCII are allowed). It must be unique in the panel, compared as the panel's database
 	// collation (utf8mb4_unicode_ci) compares: ignoring case, accents, width (fullwidth letters),
-	// ignorable characters and trailing spaces, with ß equal to ss.
+	// ignorable characters and trailing spaces, with ß equal to ss. A PanelAccessPolicy selecting
+	// the namespace must grant it (spec.emails); otherwise Ready is False with reason NotPermitted,
+	// and the panel is not asked about the email at all.
 	// +required
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=255
@@ -180,6 +182,9 @@ type UserSpec struct {
 
 	// adoption says whether this resource may take over a panel user that already has its email
 	// and that no resource manages. "Never" (the default) reports EmailTakenInPanel instead.
+	// "IfExists" adopts only where a PanelAccessPolicy selecting the namespace grants the email with
+	// spec.adoption.mode: IfEmailAllowed (otherwise NotPermitted, the panel user unchanged); a
+	// panel user another resource manages is never adopted.
 	// +optional
 	// +kubebuilder:default=Never
 	Adoption AdoptionPolicy `json:"adoption,omitempty"`

@@ -184,12 +184,16 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 func (e *env) start() {
 	t := e.t
 	skip := true
+	watched := map[string]cache.Config{}
+	for _, ns := range e.opts.Namespaces {
+		watched[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Logger:                 zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{e.ns: {}},
+		Cache: cache.Options{DefaultNamespaces: watched,
 			DefaultTransform: cache.TransformStripManagedFields()},
 		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Controller: config.Controller{SkipNameValidation: &skip},

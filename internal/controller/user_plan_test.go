@@ -16,7 +16,8 @@ import (
 // The planner decides every reconcile from facts alone: these cases are the decisions, with no
 // database or API server behind them.
 func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
-	opts := Options{InstanceID: "test", HashCosts: password.DefaultCostRange, Languages: []string{"en", "pl"}, PasswordPolicy: password.Policy{MinLength: 8}}
+	opts := Options{InstanceID: "test", HashCosts: password.DefaultCostRange, Languages: []string{"en", "pl"},
+		PasswordPolicy: password.Policy{MinLength: 8}}
 	base := func(mutate ...func(*v1.User)) *v1.User {
 		u := &v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "jane", UID: "uid-jane", Generation: 1},
 			Spec: v1.UserSpec{Email: "jane@example.com", FirstName: "Jane",
