@@ -359,7 +359,7 @@ func (r *ClientMembershipReconciler) abandon(ctx context.Context, m *v1.ClientMe
 // change of the grants (a PanelAccessPolicy's spec, a namespace's labels) the memberships whose
 // denials may change with them.
 func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	policies, namespaces := regrant(r.membershipsIn)
+	policies, namespaces := regrant(r.Client, r.membershipsIn)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.ClientMembership{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			deletionPredicate()))).

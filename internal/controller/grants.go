@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,13 +76,38 @@ func labelsChanged() predicate.Predicate {
 	}
 }
 
-// regrant wakes, when the grants change, the objects whose denials may change with them: every
-// object when a PanelAccessPolicy comes, goes or changes its spec (policies), and the objects of a
-// namespace whose labels changed (namespaces). in lists the objects of a namespace, "" for all.
-func regrant(in func(ctx context.Context, namespace string) []reconcile.Request) (policies, namespaces handler.EventHandler) {
-	policies = handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		return in(ctx, "")
-	})
+// regrant wakes, when the grants change, the objects whose denials may change with them: when a
+// PanelAccessPolicy comes, goes or changes its spec (policies), the objects of the namespaces it
+// selects (before or after the change: a namespace it no longer selects loses its grants), and
+// when a namespace's labels change (namespaces), that namespace's objects. in lists the objects
+// of a namespace. A policy for one team wakes nothing of another's.
+func regrant(c client.Reader, in func(ctx context.Context, namespace string) []reconcile.Request) (
+	policies, namespaces handler.EventHandler) {
+	enqueue := func(ctx context.Context, q workqueue, changed ...client.Object) {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+		if err := c.List(ctx, list); err != nil {
+			return
+		}
+		for i := range list.Items {
+			ns := &list.Items[i]
+			if slices.ContainsFunc(changed, func(o client.Object) bool {
+				p, ok := o.(*v1.PanelAccessPolicy)
+				return ok && tenancy.Selects(p, ns.Name, ns.Labels)
+			}) {
+				for _, req := range in(ctx, ns.Name) {
+					q.Add(req)
+				}
+			}
+		}
+	}
+	policies = handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[client.Object], q workqueue) {
+			enqueue(ctx, q, e.Object)
+		},
+		UpdateFunc: func(ctx context.Context, e eventUpdate, q workqueue) { enqueue(ctx, q, e.ObjectOld, e.ObjectNew) },
+		DeleteFunc: func(ctx context.Context, e eventDelete, q workqueue) { enqueue(ctx, q, e.Object) },
+	}
 	namespaces = handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return in(ctx, o.GetName())
 	})

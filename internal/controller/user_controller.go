@@ -394,7 +394,7 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		b = b.WatchesRawSource(source.Channel(resync.queue, &handler.EnqueueRequestForObject{}))
 	}
-	policies, namespaces := regrant(r.usersIn)
+	policies, namespaces := regrant(r.Client, r.usersIn)
 	return b.
 		For(&v1.User{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
