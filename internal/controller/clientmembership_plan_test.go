@@ -17,6 +17,7 @@ import (
 func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 	const (
 		instance = "prod"
+		cluster  = "cluster-b"
 		userUUID = "11111111-1111-4111-8111-111111111111"
 		client   = "22222222-2222-4222-8222-222222222222"
 	)
@@ -56,7 +57,7 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 	acme := &panel.Client{UUID: client, Name: "Ann Smith", CompanyName: "Acme", Status: "active"}
 	bindingOf := func(ns, name, uid, inst string) *panel.MembershipBinding {
 		return &panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client, Namespace: ns, Name: name, ResourceUID: uid,
-			InstanceID: inst}
+			InstanceID: inst, ClusterID: cluster}
 	}
 	self := bindingOf("team", "jane-acme", "uid-self", instance)
 	member := &panel.Membership{Permissions: []string{"manage-users"}}
@@ -170,14 +171,14 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.in.instance = instance
+			tc.in.operator = panel.Operator{Instance: instance, Cluster: cluster}
 			p, o := planMembership(tc.in)
 			if got := planSummary(p); o.reason != tc.reason || got != tc.want {
 				t.Errorf("plan = %q with outcome %s (%s)\nwant %q with outcome %s", got, o.reason, o.message, tc.want, tc.reason)
 			}
 			if w := p.write; w != nil {
 				want := panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client, Namespace: "team", Name: "jane-acme",
-					ResourceUID: "uid-self", InstanceID: instance}
+					ResourceUID: "uid-self", InstanceID: instance, ClusterID: cluster}
 				if w.binding != want {
 					t.Errorf("the write binds %+v, want %+v", w.binding, want)
 				}
