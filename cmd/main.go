@@ -219,7 +219,8 @@ func run(s settings) error {
 		return err
 	}
 	opts := controller.Options{
-		InstanceID: s.instanceID, ClusterID: cluster, PreviousClusterID: s.previousClusterID, BcryptCost: s.bcryptCost, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
+		InstanceID: s.instanceID, ClusterID: cluster, PreviousClusterID: s.previousClusterID,
+		BcryptCost: s.bcryptCost, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
 		Languages: splitList(s.languages), TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
 		MaxConcurrentReconciles: s.maxConcurrent, MaxConcurrentHashes: s.maxHashes, Namespaces: splitList(s.namespaces),
 	}
@@ -243,6 +244,7 @@ func run(s settings) error {
 // clusterIdentity is the cluster's identity for the binding tables: the flag's value, else the UID
 // of the kube-system namespace, which lives as long as the cluster's etcd does (read once, with
 // the manager's get on namespaces).
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 func clusterIdentity(ctx context.Context, r client.Reader, flagValue string) (string, error) {
 	if flagValue != "" {
 		return flagValue, nil

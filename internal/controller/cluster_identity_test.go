@@ -17,10 +17,9 @@ import (
 	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
-// withCluster sets the cluster identity the env's manager records in its bindings, and the previous
-// cluster whose bindings it claims by name.
-func withCluster(cluster, previous string) envOption {
-	return func(e *env) { e.opts.ClusterID, e.opts.PreviousClusterID = cluster, previous }
+// withCluster sets the cluster identity the env's manager records in its bindings.
+func withCluster(cluster string) envOption {
+	return func(e *env) { e.opts.ClusterID = cluster }
 }
 
 // panelUserRows is every column of every row the panel and the operator keep about one panel user
@@ -96,7 +95,7 @@ func (e *env) bindingRow(userUUID string) string {
 // nothing: without adoption it is refused, and the old panel user keeps every row; deleting it
 // releases nothing of its predecessor's; only adoption takes the panel user over.
 func TestRecreatedUserUnderAnOldNameInheritsNothing(t *testing.T) {
-	e := newEnv(t, withCluster("cluster-b", ""))
+	e := newEnv(t, withCluster("cluster-b"))
 	old, id := e.readyUser("jane")
 	e.deleteBehindTheOperator(old)
 	e.start()
@@ -178,7 +177,7 @@ func (e *env) membershipBindingRow(userUUID, clientUUID string) string {
 // until --previous-cluster-id names it, and then claim by namespace and name, the User's binding
 // and its ClientMembership's alike.
 func TestPreviousClusterIDClaimsBindingsByName(t *testing.T) {
-	e := newEnv(t, withCluster("cluster-a", ""))
+	e := newEnv(t, withCluster("cluster-a"))
 	old, id := e.readyUser("jane")
 	acme := e.insertClient("Acme")
 	oldMembership := e.membership("jane-acme", "jane", v1.ClientSelector{UUID: acme}, perms(v1.PermissionManageUsers))
@@ -268,9 +267,9 @@ func TestTwoClustersWithTheDefaultInstanceIDClaimNothingOfEachOther(t *testing.T
 	}
 	cpA := mainControlPlane()
 	defaultInstance := func(e *env) { e.opts.InstanceID = "default" }
-	a := startEnv(t, po, root, defaultInstance, withCluster(clusterUID(t, cpA), ""))
+	a := startEnv(t, po, root, defaultInstance, withCluster(clusterUID(t, cpA)))
 	cpB := newControlPlane(t)
-	b := startEnvOn(t, cpB, a.ns, po, root, defaultInstance, withCluster(clusterUID(t, cpB), ""))
+	b := startEnvOn(t, cpB, a.ns, po, root, defaultInstance, withCluster(clusterUID(t, cpB)))
 	if a.opts.ClusterID == b.opts.ClusterID {
 		t.Fatalf("both control planes have kube-system UID %s", a.opts.ClusterID)
 	}

@@ -204,7 +204,7 @@ func TestLoginDisabledWhileTheDeletionWaitsForMemberships(t *testing.T) {
 // re-created under the name of one whose panel side was abandoned in this cluster claims nothing,
 // and its deletion releases nothing (TestRecreatedUserUnderAnOldNameInheritsNothing).
 func TestUserDeletedBeforeItsFirstWriteReleasesThePreviousClustersBindingItClaimed(t *testing.T) {
-	e := newEnv(t, withCluster("cluster-a", ""))
+	e := newEnv(t, withCluster("cluster-a"))
 	u, id := e.readyUser("jane")
 	update(e, u, func(u *v1.User) {
 		if u.Annotations == nil {

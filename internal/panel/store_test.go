@@ -756,7 +756,7 @@ func TestBindingsAreFoundByUIDInThisClusterAndByNameInThePreviousOne(t *testing.
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ids []string
+			ids := make([]string, 0, len(bs))
 			for _, b := range bs {
 				ids = append(ids, b.UserUUID)
 			}
