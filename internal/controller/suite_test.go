@@ -249,10 +249,19 @@ func (e *env) restart() {
 
 func (e *env) ctx() context.Context { return context.Background() }
 
+// kube is the client of the env's control plane: TestMain's unless the env runs on another one
+// (startEnvOn).
+func (e *env) kube() client.Client {
+	if e.k8s == nil {
+		return k8s
+	}
+	return e.k8s
+}
+
 func (e *env) secret(name string, data map[string]string) {
 	e.t.Helper()
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}, StringData: data}
-	if err := e.k8s.Create(e.ctx(), s); err != nil {
+	if err := e.kube().Create(e.ctx(), s); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -261,11 +270,11 @@ func (e *env) secret(name string, data map[string]string) {
 func (e *env) setJanePassword(data map[string]string) {
 	e.t.Helper()
 	s := &corev1.Secret{}
-	if err := e.k8s.Get(e.ctx(), client.ObjectKey{Namespace: e.ns, Name: "jane-password"}, s); err != nil {
+	if err := e.kube().Get(e.ctx(), client.ObjectKey{Namespace: e.ns, Name: "jane-password"}, s); err != nil {
 		e.t.Fatal(err)
 	}
 	s.Data, s.StringData = nil, data
-	if err := e.k8s.Update(e.ctx(), s); err != nil {
+	if err := e.kube().Update(e.ctx(), s); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -290,7 +299,7 @@ func (e *env) newUser(name, email string, mutate ...func(*v1.User)) *v1.User {
 
 func (e *env) create(obj client.Object) {
 	e.t.Helper()
-	if err := e.k8s.Create(e.ctx(), obj); err != nil {
+	if err := e.kube().Create(e.ctx(), obj); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -299,11 +308,11 @@ func (e *env) create(obj client.Object) {
 func update[T client.Object](e *env, obj T, mutate func(T)) {
 	e.t.Helper()
 	for range 10 {
-		if err := e.k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		if err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			e.t.Fatal(err)
 		}
 		mutate(obj)
-		err := e.k8s.Update(e.ctx(), obj)
+		err := e.kube().Update(e.ctx(), obj)
 		if err == nil {
 			return
 		}
@@ -334,7 +343,7 @@ func (e *env) waitUser(u *v1.User, reason string) *v1.User {
 	e.t.Helper()
 	got := &v1.User{}
 	e.eventually(30*time.Second, func() string {
-		if err := e.k8s.Get(e.ctx(), client.ObjectKeyFromObject(u), got); err != nil {
+		if err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(u), got); err != nil {
 			return err.Error()
 		}
 		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
@@ -350,7 +359,7 @@ func (e *env) waitMembership(m *v1.ClientMembership, reason string) *v1.ClientMe
 	e.t.Helper()
 	got := &v1.ClientMembership{}
 	e.eventually(30*time.Second, func() string {
-		if err := e.k8s.Get(e.ctx(), client.ObjectKeyFromObject(m), got); err != nil {
+		if err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(m), got); err != nil {
 			return err.Error()
 		}
 		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
@@ -370,7 +379,7 @@ func (e *env) waitGone(obj client.Object) {
 func (e *env) waitGoneWithin(obj client.Object, timeout time.Duration) {
 	e.t.Helper()
 	e.eventually(timeout, func() string {
-		err := e.k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj)
+		err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			return ""
 		}
@@ -482,7 +491,7 @@ func (e *env) insertClient(company string) string {
 func (e *env) eventReasons(obj client.Object) []string {
 	e.t.Helper()
 	var list eventsv1.EventList
-	if err := e.k8s.List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
+	if err := e.kube().List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
 		e.t.Fatal(err)
 	}
 	var out []string
@@ -497,7 +506,7 @@ func (e *env) eventReasons(obj client.Object) []string {
 // allEventText is every event note in the namespace, for leak checks.
 func (e *env) allEventText() string {
 	var list eventsv1.EventList
-	if err := e.k8s.List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
+	if err := e.kube().List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
 		e.t.Fatal(err)
 	}
 	var b strings.Builder
