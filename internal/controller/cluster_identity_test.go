@@ -204,9 +204,8 @@ func TestPreviousClusterIDClaimsBindingsByName(t *testing.T) {
 	}
 	e.wantRowsUnchanged("a new cluster without --previous-cluster-id", id, before, writes)
 
-	e.shutdown()
-	e.opts.PreviousClusterID = "cluster-a"
-	e.start()
+	e.opts.PreviousClusterID = "cluster-a" // read when the manager starts
+	e.restart()
 	if got := e.waitUser(restored, v1.ReasonReconciled); got.Status.UUID != id {
 		t.Errorf("with --previous-cluster-id the User manages %q, want %s", got.Status.UUID, id)
 	}
