@@ -31,8 +31,11 @@ import (
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -73,6 +76,7 @@ type settings struct {
 	totpIssuer, languages        string
 	resync                       time.Duration
 	instanceID, timezone         string
+	clusterID, previousClusterID string
 	maxConcurrent, maxHashes     int
 	namespaces                   string
 	leaderElectionNamespace      string
@@ -115,8 +119,13 @@ func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 	fs.StringVar(&s.languages, "languages", "en,uk,pl,fr", "The panel's enabled languages, comma-separated.")
 	fs.DurationVar(&s.resync, "resync-period", 10*time.Minute, "How often Ready objects are compared with the panel to "+
 		"repair drift and report panel-side changes.")
-	fs.StringVar(&s.instanceID, "instance-id", "default", "Names this operator in the binding table; two operators writing "+
-		"one panel need different IDs.")
+	fs.StringVar(&s.instanceID, "instance-id", "default", "Names this operator in the binding tables; two operators of one "+
+		"cluster writing one panel need different IDs.")
+	fs.StringVar(&s.clusterID, "cluster-id", "", "The identity of this cluster, recorded in every binding next to the "+
+		"instance ID (default: the UID of the kube-system namespace, read at start).")
+	fs.StringVar(&s.previousClusterID, "previous-cluster-id", "", "Take over the bindings written in this cluster (its "+
+		"--cluster-id or kube-system UID) by namespace and name: for a cluster rebuilt from git, whose objects all have "+
+		"new UIDs. Empty: none.")
 	fs.StringVar(&s.timezone, "timezone", "UTC", "The panel's timezone (APP_TIMEZONE) for created_at and updated_at.")
 	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", 4*runtime.GOMAXPROCS(0), "Objects reconciled at once, per kind. "+
 		"Most of a reconcile waits on the API server and the database, so more than the cores (GOMAXPROCS, which follows "+
@@ -219,8 +228,13 @@ func run(s settings) error {
 	if err != nil {
 		return fmt.Errorf("cannot create the manager: %w", err)
 	}
+	cluster, err := clusterIdentity(ctx, mgr.GetAPIReader(), s.clusterID)
+	if err != nil {
+		return err
+	}
 	opts := controller.Options{
-		InstanceID: s.instanceID, BcryptCost: s.bcryptCost, HashCosts: s.hashCosts, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
+		InstanceID: s.instanceID, ClusterID: cluster, PreviousClusterID: s.previousClusterID,
+		BcryptCost: s.bcryptCost, HashCosts: s.hashCosts, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
 		Languages: splitList(s.languages), TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
 		MaxConcurrentReconciles: s.maxConcurrent, MaxConcurrentHashes: s.maxHashes, Namespaces: splitList(s.namespaces),
 	}
@@ -236,8 +250,34 @@ func run(s settings) error {
 	if err := mgr.AddReadyzCheck("panel-database", func(r *http.Request) error { return store.Ping(r.Context()) }); err != nil {
 		return err
 	}
-	setupLog.Info("Starting manager", "instanceID", s.instanceID, "languages", opts.Languages)
+	setupLog.Info("Starting manager", "instanceID", s.instanceID, "clusterID", cluster, "previousClusterID",
+		s.previousClusterID, "languages", opts.Languages)
 	return mgr.Start(ctx)
+}
+
+// clusterIdentity is the cluster's identity for the binding tables: the flag's value, else the UID
+// of the kube-system namespace, which lives as long as the cluster's etcd does (read once, with
+// the manager's get on namespaces).
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
+func clusterIdentity(ctx context.Context, r client.Reader, flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	ns := &corev1.Namespace{}
+	var err error
+	// A control plane that has just started creates kube-system a moment after it answers.
+	pollErr := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err = r.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, ns)
+		return !apierrors.IsNotFound(err), nil
+	})
+	if err == nil {
+		err = pollErr
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot read the kube-system namespace, whose UID identifies this cluster in the binding "+
+			"tables (set --cluster-id where it cannot be read): %w", err)
+	}
+	return string(ns.UID), nil
 }
 
 func namespaceConfig(v string) map[string]crcache.Config {

@@ -16,8 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
@@ -71,9 +74,24 @@ func run() error {
 	}
 
 	dbPath := filepath.Join(devDir, "panel.db")
+	_, statErr := os.Stat(dbPath)
+	kept := statErr == nil
 	step("Preparing the embedded panel database %s (contract schema and demo client %q)", dbPath, demoClient.CompanyName)
-	if err := prepareDatabase(dbPath); err != nil {
+	previous, err := prepareDatabase(dbPath, filepath.Join(devDir, "cluster-id"), kept)
+	if err != nil {
 		return err
+	}
+	cluster, err := clusterID(cl)
+	if err != nil {
+		return err
+	}
+	args := []string{"--panel-dsn=sqlite://" + dbPath, "--health-probe-bind-address=127.0.0.1:0", "--metrics-bind-address=0",
+		"--cluster-id=" + cluster}
+	if previous != "" && previous != cluster {
+		// A fresh etcd on the kept database: every object has a new UID, so the bindings of the
+		// previous run are claimed by name, explicitly.
+		step("Claiming the bindings of the previous run's cluster %s (--previous-cluster-id)", previous)
+		args = append(args, "--previous-cluster-id="+previous)
 	}
 
 	step("Starting the manager (bin/manager) against sqlite://%s", dbPath)
@@ -84,8 +102,7 @@ func run() error {
 		return err
 	}
 	defer func() { _ = logFile.Close() }()
-	mgr := exec.Command(manager, "--panel-dsn=sqlite://"+dbPath, "--health-probe-bind-address=127.0.0.1:0",
-		"--metrics-bind-address=0")
+	mgr := exec.Command(manager, args...)
 	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	mgr.Stdout, mgr.Stderr = logFile, logFile
 	if err := mgr.Start(); err != nil {
@@ -120,6 +137,11 @@ func run() error {
 	step("Waiting for the samples to be Ready")
 	if err := waitReady(ctx, cl, exited); err != nil {
 		return fmt.Errorf("%w (manager log: %s)", err, logFile.Name())
+	}
+	// Recorded once the samples are Ready, so their bindings carry this cluster: the next run
+	// claims them from it. A run that fails before keeps the previous identity for the next.
+	if err := os.WriteFile(filepath.Join(devDir, "cluster-id"), []byte(cluster+"\n"), 0o644); err != nil {
+		return err
 	}
 	out, _ := kubectlRun(kubectl, kubeconfig, "get", "panelaccesspolicies")
 	fmt.Println()
@@ -176,16 +198,58 @@ func waitPolicyReady(ctx context.Context, cl client.Client, exited <-chan error)
 	}
 }
 
-func prepareDatabase(path string) error {
+// beforeClusterIDs names, in a database kept from a run before bindings recorded their cluster,
+// the cluster of those bindings, so that they are claimed like any previous run's.
+const beforeClusterIDs = "make-dev-before-cluster-ids"
+
+// prepareDatabase creates the panel database and its demo client, and returns the cluster the
+// kept database's bindings were written in ("" for a new database): the identity the last run
+// recorded in idFile.
+func prepareDatabase(path, idFile string, kept bool) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store, err := panel.Open(ctx, panel.Options{DSN: "sqlite://" + path})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() { _ = store.Close() }()
-	_, err = store.CreateDemoClient(ctx, demoClient)
-	return err
+	if _, err := store.CreateDemoClient(ctx, demoClient); err != nil {
+		return "", err
+	}
+	raw, err := os.ReadFile(idFile)
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(raw)), nil
+	case !errors.Is(err, os.ErrNotExist) || !kept:
+		return "", nil
+	}
+	// Kept from a run before bindings recorded their cluster: name it, to claim its bindings.
+	for _, table := range []string{"puq_operator_bindings", "puq_operator_membership_bindings"} {
+		if _, err := store.DB().ExecContext(ctx, "UPDATE "+table+" SET cluster_id = ? WHERE cluster_id = ''",
+			beforeClusterIDs); err != nil {
+			return "", fmt.Errorf("cannot name the cluster of the kept bindings: %w", err)
+		}
+	}
+	return beforeClusterIDs, nil
+}
+
+// clusterID is the UID of the kube-system namespace: the cluster's identity in the bindings.
+func clusterID(cl client.Client) (string, error) {
+	ns := &corev1.Namespace{}
+	var err error
+	// The control plane creates kube-system a moment after it answers.
+	pollErr := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, 30*time.Second, true,
+		func(ctx context.Context) (bool, error) {
+			err = cl.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, ns)
+			return !apierrors.IsNotFound(err), nil
+		})
+	if err == nil {
+		err = pollErr
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot read the kube-system namespace: %w", err)
+	}
+	return string(ns.UID), nil
 }
 
 func kubectlRun(kubectl, kubeconfig string, args ...string) (string, error) {

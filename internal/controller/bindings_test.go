@@ -66,6 +66,10 @@ func TestPanelUserOfAUserInAnotherNamespaceIsBoundToAnotherResourceNamedNowhere(
 	}
 }
 
+// anotherOperator is what a User is told of a panel user bound by another operator instance or
+// cluster: nothing of whose it is.
+const anotherOperator = "managed by another operator instance or cluster"
+
 // Two operators with different --instance-id on one panel never take each other's panel users:
 // not by email (even with adoption: IfExists), not by a User of the same namespace and name (a
 // manager restarted with another instance ID), and deleting such a User leaves the other's panel
@@ -81,11 +85,11 @@ func TestInstanceIDsKeepTwoOperatorsOffEachOthersUsers(t *testing.T) {
 	blue.secret("bob-password", map[string]string{"password": "another-Copper-kettle-31"})
 	blueBob := blue.newUser("bob", "bob@example.com", adoptIfExists)
 	blue.create(blueBob)
-	blue.waitBoundElsewhere(blueBob, "another operator instance")
+	blue.waitBoundElsewhere(blueBob, anotherOperator)
 	green.secret("jane-password", map[string]string{"password": "another-Copper-kettle-31"})
 	greenJane := green.newUser("jane", "jane@example.com", adoptIfExists)
 	green.create(greenJane)
-	green.waitBoundElsewhere(greenJane, "another operator instance")
+	green.waitBoundElsewhere(greenJane, anotherOperator)
 	if n := blue.writeStatements() - writes; n != 0 {
 		t.Errorf("%d INSERT/UPDATE/DELETE statements while each operator was refused the other's user, want 0", n)
 	}
@@ -98,7 +102,7 @@ func TestInstanceIDsKeepTwoOperatorsOffEachOthersUsers(t *testing.T) {
 	blue.shutdown()
 	blue.opts.InstanceID = "green"
 	blue.start()
-	blue.waitBoundElsewhere(jane, "another operator instance")
+	blue.waitBoundElsewhere(jane, anotherOperator)
 	if err := k8s.Delete(blue.ctx(), jane); err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func (r *ClientMembershipReconciler) reconcile(ctx context.Context, req ctrl.Req
 // memberships, and the association with its binding. It reads nothing more once the facts read
 // so far stop the plan (checkMembershipUser, checkClientGrant).
 func (r *ClientMembershipReconciler) gather(ctx context.Context, m *v1.ClientMembership) (membershipInputs, error) {
-	in := membershipInputs{membership: m, instance: r.Options.InstanceID}
+	in := membershipInputs{membership: m, operator: r.Options.operator()}
 	user := &v1.User{}
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.UserRef.Name}, user); {
 	case err == nil:
@@ -103,7 +103,7 @@ func (r *ClientMembershipReconciler) gather(ctx context.Context, m *v1.ClientMem
 	if !m.DeletionTimestamp.IsZero() {
 		// A deletion removes what the membership made, granted or not, as a User's deletion
 		// releases its panel user: it only ever takes away.
-		bound, err := r.Store.BoundMemberships(ctx, in.instance, string(m.UID))
+		bound, err := r.Store.BoundMemberships(ctx, in.operator, m.Namespace, m.Name, string(m.UID))
 		in.bound = bound
 		return in, err
 	}
@@ -195,15 +195,16 @@ func (r *ClientMembershipReconciler) ownerNamespace(ctx context.Context, namespa
 }
 
 // bindingHolder reads the membership a binding names, when it is another one this operator
-// instance manages in the membership's namespace; nil when that one no longer exists.
+// instance manages in the membership's namespace and cluster; nil when that one no longer exists.
 func (r *ClientMembershipReconciler) bindingHolder(ctx context.Context, m *v1.ClientMembership,
 	b *panel.MembershipBinding) (*v1.ClientMembership, error) {
-	if b == nil || b.HeldBy(r.Options.InstanceID, string(m.UID)) || b.InstanceID != r.Options.InstanceID || b.Namespace != m.Namespace {
+	o := r.Options.operator()
+	if b == nil || b.HeldBy(o, m.Namespace, m.Name, string(m.UID)) || b.Foreign(o) || b.Namespace != m.Namespace {
 		return nil, nil
 	}
 	h := &v1.ClientMembership{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Name}, h)
-	if apierrors.IsNotFound(err) || (err == nil && string(h.UID) != b.ResourceUID) {
+	if apierrors.IsNotFound(err) || (err == nil && !b.HeldBy(o, h.Namespace, h.Name, string(h.UID))) {
 		return nil, nil
 	}
 	if err != nil {

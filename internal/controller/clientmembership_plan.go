@@ -17,8 +17,8 @@ import (
 // planMembership's.
 type membershipInputs struct {
 	membership *v1.ClientMembership
-	// instance is the operator's --instance-id.
-	instance string
+	// operator is this operator as the binding tables know it.
+	operator panel.Operator
 	// user is the User named in spec.userRef; nil when it does not exist.
 	user *v1.User
 
@@ -138,11 +138,14 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 		return p, *o
 	}
 	replacing := ""
-	if b := in.state.Binding; b != nil && !b.HeldBy(in.instance, string(m.UID)) {
+	if b := in.state.Binding; b != nil && !b.HeldBy(in.operator, m.Namespace, m.Name, string(m.UID)) {
 		switch {
-		case b.InstanceID != in.instance || b.Namespace != m.Namespace:
+		case b.Foreign(in.operator):
+			return p, waiting(v1.ReasonBoundElsewhere, "The association of this user with client %s belongs to another "+
+				"operator instance or cluster; release it there.", c.UUID)
+		case b.Namespace != m.Namespace:
 			return p, waiting(v1.ReasonBoundElsewhere, "The association of this user with client %s belongs to %s; delete "+
-				"that one, or its row in puq_operator_membership_bindings if it is gone.", c.UUID, membershipBoundTo(m, b, in.instance))
+				"that one, or its row in puq_operator_membership_bindings if it is gone.", c.UUID, membershipFor(m, b.Namespace, b.Name))
 		case in.holder != nil && olderThan(in.holder.ObjectMeta, m.ObjectMeta):
 			return p, waiting(v1.ReasonDuplicateMembership, "%s, created earlier, already associates this user with this "+
 				"client; delete one of them.", membershipFor(m, in.holder.Namespace, in.holder.Name))
@@ -155,9 +158,15 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 		return p, p.refused
 	}
 	want := panel.Membership{Owner: m.Spec.Owner, Permissions: permissionKeys(m.Spec.Permissions)}
-	bound := in.state.Binding != nil && replacing == ""
+	binding := membershipBinding(m, in.operator, p.userUUID, c.UUID)
+	if b := in.state.Binding; b != nil && replacing == "" && b.ResourceUID != binding.ResourceUID {
+		replacing = b.ResourceUID // the previous cluster's binding of this name, taken over
+	}
+	// Its own binding is rewritten when it lacks this cluster (a row from before the upgrade) or
+	// is the previous cluster's.
+	bound := in.state.Binding != nil && *in.state.Binding == binding
 	if a := in.state.Association; a == nil || !a.Satisfies(want) || !bound {
-		w := &membershipWrite{binding: membershipBinding(m, in.instance, p.userUUID, c.UUID), want: want, replacing: replacing,
+		w := &membershipWrite{binding: binding, want: want, replacing: replacing,
 			reason: "Updated", note: "Associated the user with client " + c.UUID}
 		if m.Status.ObservedGeneration == m.Generation && isReadyReason(m.Status.Conditions, v1.ReasonReconciled) {
 			w.reason, w.note = "DriftCorrected", "Repaired the association with client "+c.UUID+", changed outside the operator"
@@ -237,15 +246,6 @@ func membershipFor(m *v1.ClientMembership, namespace, name string) string {
 	return "a ClientMembership in another namespace"
 }
 
-// membershipBoundTo names the resource a binding of another resource is to: membershipFor, or
-// another operator instance when the binding is not this instance's.
-func membershipBoundTo(m *v1.ClientMembership, b *panel.MembershipBinding, instance string) string {
-	if b.InstanceID != instance {
-		return "another operator instance"
-	}
-	return membershipFor(m, b.Namespace, b.Name)
-}
-
 // planMembershipDeletion removes what the membership made, as its binding table rows say (not its
 // status: a status write can be lost after the association committed), or releases it. The
 // client's owner is never removed (the panel refuses): a membership deleted by itself waits for a
@@ -317,9 +317,9 @@ func ownedBy(m metav1.Object, owner metav1.Object) bool {
 }
 
 // membershipBinding is the binding of m's association of a user with a client.
-func membershipBinding(m *v1.ClientMembership, instance, userUUID, clientUUID string) panel.MembershipBinding {
+func membershipBinding(m *v1.ClientMembership, o panel.Operator, userUUID, clientUUID string) panel.MembershipBinding {
 	return panel.MembershipBinding{UserUUID: userUUID, ClientUUID: clientUUID, Namespace: m.Namespace, Name: m.Name,
-		ResourceUID: string(m.UID), InstanceID: instance}
+		ResourceUID: string(m.UID), InstanceID: o.Instance, ClusterID: o.Cluster}
 }
 
 func permissionKeys(perms []v1.Permission) []string {

@@ -18,6 +18,7 @@ import (
 func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 	const (
 		instance = "prod"
+		cluster  = "cluster-b"
 		userUUID = "11111111-1111-4111-8111-111111111111"
 		client   = "22222222-2222-4222-8222-222222222222"
 	)
@@ -57,7 +58,7 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 	acme := &panel.Client{UUID: client, Name: "Ann Smith", CompanyName: "Acme", Status: "active"}
 	bindingOf := func(ns, name, uid, inst string) *panel.MembershipBinding {
 		return &panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client, Namespace: ns, Name: name, ResourceUID: uid,
-			InstanceID: inst}
+			InstanceID: inst, ClusterID: cluster}
 	}
 	self := bindingOf("team", "jane-acme", "uid-self", instance)
 	member := &panel.Membership{Permissions: []string{"manage-users"}}
@@ -169,18 +170,18 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 				bound: []panel.MembershipState{{Association: member, Binding: self}}},
 			v1.ReasonReconciled, "release " + client + "; unfinalize"},
 	}
-	everything := tenancy.For([]v1.PanelAccessPolicy{{ObjectMeta: metav1.ObjectMeta{Name: "all"},
-		Spec: v1.PanelAccessPolicySpec{AllowAll: true, Namespaces: v1.PolicyNamespaces{Names: []string{"team"}}}}}, "team", nil)
+	everything := grantEverything("team")
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.in.instance, tc.in.grants = instance, everything // these cases are not about policies
+			tc.in.operator = panel.Operator{Instance: instance, Cluster: cluster}
+			tc.in.grants = everything // these cases are not about policies
 			p, o := planMembership(tc.in)
 			if got := planSummary(p); o.reason != tc.reason || got != tc.want {
 				t.Errorf("plan = %q with outcome %s (%s)\nwant %q with outcome %s", got, o.reason, o.message, tc.want, tc.reason)
 			}
 			if w := p.write; w != nil {
 				want := panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client, Namespace: "team", Name: "jane-acme",
-					ResourceUID: "uid-self", InstanceID: instance}
+					ResourceUID: "uid-self", InstanceID: instance, ClusterID: cluster}
 				if w.binding != want {
 					t.Errorf("the write binds %+v, want %+v", w.binding, want)
 				}
@@ -318,7 +319,7 @@ func TestPlanMembershipDecidesGrantsFromItsInputs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.in.instance = "prod"
+			tc.in.operator = panel.Operator{Instance: "prod", Cluster: "c1"}
 			p, o := planMembership(tc.in)
 			if got := planSummary(p); o.reason != tc.reason || got != tc.plan || !strings.Contains(o.message, tc.message) {
 				t.Errorf("plan = %q with outcome %s (%s)\nwant %q with outcome %s (containing %q)", got, o.reason, o.message,

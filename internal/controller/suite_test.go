@@ -112,8 +112,11 @@ func managerIdentity(ctx context.Context) (*rest.Config, error) {
 
 // env is one test's world: its own namespace, panel database and manager watching that namespace.
 type env struct {
-	t     *testing.T
-	ns    string
+	t  *testing.T
+	ns string
+	// k8s is a client of the env's control plane (cp), with the test's own (admin) identity.
+	k8s   client.Client
+	cp    controlPlane
 	store *panel.Store
 	db    *sql.DB // a direct connection to the same panel database
 	logs  *testenv.Output
@@ -151,10 +154,31 @@ func newSQLiteEnv(t *testing.T, options ...envOption) *env {
 	return startEnv(t, panel.Options{DSN: "sqlite://" + filepath.Join(t.TempDir(), "panel.db")}, nil, options...)
 }
 
+// controlPlane is a kube-apiserver the tests use: a client with the test's identity, and the
+// config the manager runs with there.
+type controlPlane struct {
+	k8s     client.Client
+	manager *rest.Config
+}
+
+// mainControlPlane is the control plane TestMain started.
+func mainControlPlane() controlPlane { return controlPlane{k8s: k8s, manager: managerConfig} }
+
 func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOption) *env {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ctrl-"}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
+	return startEnvOn(t, mainControlPlane(), "", po, direct, options...)
+}
+
+// startEnvOn starts a manager on the control plane cp for the namespace named namespace (a new
+// generated name when ""), against the panel database of po.
+func startEnvOn(t *testing.T, cp controlPlane, namespace string, po panel.Options, direct *sql.DB,
+	options ...envOption) *env {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if namespace == "" {
+		ns.GenerateName = "ctrl-"
+	}
+	if err := cp.k8s.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
 	po.Observe = controller.ObserveDatabase
@@ -163,7 +187,7 @@ func startEnv(t *testing.T, po panel.Options, direct *sql.DB, options ...envOpti
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	e := &env{t: t, ns: ns.Name, store: store, db: direct, logs: &testenv.Output{}, opts: controller.Options{
+	e := &env{t: t, ns: ns.Name, k8s: cp.k8s, cp: cp, store: store, db: direct, logs: &testenv.Output{}, opts: controller.Options{
 		InstanceID: "test", BcryptCost: 4, HashCosts: password.CostRange{Min: 4, Max: 14}, PasswordPolicy: password.Policy{MinLength: 12},
 		Languages: []string{"en", "uk", "pl", "fr"}, TOTPIssuer: "PUQcloud", ResyncPeriod: time.Hour, MaxConcurrentReconciles: 2,
 		MaxConcurrentHashes: 1,
@@ -188,7 +212,7 @@ func (e *env) start() {
 	for _, ns := range e.opts.Namespaces {
 		watched[ns] = cache.Config{}
 	}
-	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
+	mgr, err := ctrl.NewManager(e.cp.manager, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Logger:                 zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -233,10 +257,19 @@ func (e *env) restart() {
 
 func (e *env) ctx() context.Context { return context.Background() }
 
+// kube is the client of the env's control plane: TestMain's unless the env runs on another one
+// (startEnvOn).
+func (e *env) kube() client.Client {
+	if e.k8s == nil {
+		return k8s
+	}
+	return e.k8s
+}
+
 func (e *env) secret(name string, data map[string]string) {
 	e.t.Helper()
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}, StringData: data}
-	if err := k8s.Create(e.ctx(), s); err != nil {
+	if err := e.kube().Create(e.ctx(), s); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -245,11 +278,11 @@ func (e *env) secret(name string, data map[string]string) {
 func (e *env) setJanePassword(data map[string]string) {
 	e.t.Helper()
 	s := &corev1.Secret{}
-	if err := k8s.Get(e.ctx(), client.ObjectKey{Namespace: e.ns, Name: "jane-password"}, s); err != nil {
+	if err := e.kube().Get(e.ctx(), client.ObjectKey{Namespace: e.ns, Name: "jane-password"}, s); err != nil {
 		e.t.Fatal(err)
 	}
 	s.Data, s.StringData = nil, data
-	if err := k8s.Update(e.ctx(), s); err != nil {
+	if err := e.kube().Update(e.ctx(), s); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -274,7 +307,7 @@ func (e *env) newUser(name, email string, mutate ...func(*v1.User)) *v1.User {
 
 func (e *env) create(obj client.Object) {
 	e.t.Helper()
-	if err := k8s.Create(e.ctx(), obj); err != nil {
+	if err := e.kube().Create(e.ctx(), obj); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -283,11 +316,11 @@ func (e *env) create(obj client.Object) {
 func update[T client.Object](e *env, obj T, mutate func(T)) {
 	e.t.Helper()
 	for range 10 {
-		if err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		if err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			e.t.Fatal(err)
 		}
 		mutate(obj)
-		err := k8s.Update(e.ctx(), obj)
+		err := e.kube().Update(e.ctx(), obj)
 		if err == nil {
 			return
 		}
@@ -318,7 +351,7 @@ func (e *env) waitUser(u *v1.User, reason string) *v1.User {
 	e.t.Helper()
 	got := &v1.User{}
 	e.eventually(30*time.Second, func() string {
-		if err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(u), got); err != nil {
+		if err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(u), got); err != nil {
 			return err.Error()
 		}
 		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
@@ -334,7 +367,7 @@ func (e *env) waitMembership(m *v1.ClientMembership, reason string) *v1.ClientMe
 	e.t.Helper()
 	got := &v1.ClientMembership{}
 	e.eventually(30*time.Second, func() string {
-		if err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(m), got); err != nil {
+		if err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(m), got); err != nil {
 			return err.Error()
 		}
 		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
@@ -354,7 +387,7 @@ func (e *env) waitGone(obj client.Object) {
 func (e *env) waitGoneWithin(obj client.Object, timeout time.Duration) {
 	e.t.Helper()
 	e.eventually(timeout, func() string {
-		err := k8s.Get(e.ctx(), client.ObjectKeyFromObject(obj), obj)
+		err := e.kube().Get(e.ctx(), client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			return ""
 		}
@@ -466,7 +499,7 @@ func (e *env) insertClient(company string) string {
 func (e *env) eventReasons(obj client.Object) []string {
 	e.t.Helper()
 	var list eventsv1.EventList
-	if err := k8s.List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
+	if err := e.kube().List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
 		e.t.Fatal(err)
 	}
 	var out []string
@@ -481,7 +514,7 @@ func (e *env) eventReasons(obj client.Object) []string {
 // allEventText is every event note in the namespace, for leak checks.
 func (e *env) allEventText() string {
 	var list eventsv1.EventList
-	if err := k8s.List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
+	if err := e.kube().List(e.ctx(), &list, client.InNamespace(e.ns)); err != nil {
 		e.t.Fatal(err)
 	}
 	var b strings.Builder

@@ -35,8 +35,15 @@ const UserFinalizer = "panel.puqcloud.com/user"
 
 // Options are the operator settings the controllers share.
 type Options struct {
-	// InstanceID names this operator in the binding table.
+	// InstanceID names this operator in the binding tables.
 	InstanceID string
+	// ClusterID is the identity of the cluster the operator runs in (the UID of the kube-system
+	// namespace), recorded in every binding next to InstanceID: a binding is a resource's only
+	// when it was written in this cluster for the resource's UID (panel.Operator.Claim).
+	ClusterID string
+	// PreviousClusterID, when set, is a cluster whose bindings are taken over by namespace and
+	// name (a cluster rebuilt from git, whose objects all have new UIDs).
+	PreviousClusterID string
 	// BcryptCost is the bcrypt cost for cleartext passwords; within HashCosts.
 	BcryptCost int
 	// HashCosts are the bcrypt costs accepted, for BcryptCost and for the hashes a Secret's
@@ -58,6 +65,11 @@ type Options struct {
 	// MaxConcurrentHashes bounds the bcrypt hashes computed at once (default: one per core), so
 	// reconciles waiting on the API server or the database are never stuck behind hashes.
 	MaxConcurrentHashes int
+}
+
+// operator is this operator as the binding tables know it.
+func (o Options) operator() panel.Operator {
+	return panel.Operator{Instance: o.InstanceID, Cluster: o.ClusterID, PreviousCluster: o.PreviousClusterID}
 }
 
 // resync is the resync period with up to 10% jitter, so objects do not all come due at once.
@@ -129,19 +141,23 @@ func (r *UserReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		func() error { return r.patchStatus(ctx, base, user) }, 0)
 }
 
-// movingHolder is the User of this operator instance that the panel user with the email is bound
-// to when that User is no longer one of the email's peers (it changed its spec.email and has not
+// movingHolder is the User of this operator instance and cluster that the panel user with the
+// email is bound to when that User is no longer one of the email's peers (it changed its spec.email and has not
 // yet written the new one to the panel); nil otherwise.
 func (r *UserReconciler) movingHolder(ctx context.Context, peers []v1.User, bound *panel.Binding) *v1.User {
-	if bound == nil || bound.InstanceID != r.Options.InstanceID {
+	if bound == nil {
 		return nil
 	}
-	if holder, byBinding := emailHolderOf(peers, bound, r.Options.InstanceID); holder != nil && byBinding {
+	o := r.Options.operator()
+	if holder, byBinding := emailHolderOf(peers, bound, o); holder != nil && byBinding {
 		return nil
 	}
 	mover := &v1.User{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: bound.Namespace, Name: bound.Name}, mover); err != nil {
 		return nil // gone, or in a namespace this operator does not watch: not moving
+	}
+	if o.Claim(bound, mover.Namespace, mover.Name, string(mover.UID)) != panel.ClaimOwn {
+		return nil // another cluster's or instance's binding, or an earlier User's of that name
 	}
 	return mover
 }
@@ -172,10 +188,10 @@ func (r *UserReconciler) emailBinding(ctx context.Context, email string) (*panel
 // it from the same cache and the same binding row, so exactly one proceeds, and the one that does
 // is never the one findPanelUser would find bound to another (the binding is matched as ownBinding
 // matches it).
-func emailHolderOf(users []v1.User, bound *panel.Binding, instance string) (holder *v1.User, byBinding bool) {
+func emailHolderOf(users []v1.User, bound *panel.Binding, o panel.Operator) (holder *v1.User, byBinding bool) {
 	if bound != nil {
 		for i := range users {
-			if bound.SameResource(users[i].Namespace, users[i].Name, instance) {
+			if o.Claim(bound, users[i].Namespace, users[i].Name, string(users[i].UID)) == panel.ClaimOwn {
 				return &users[i], true
 			}
 		}

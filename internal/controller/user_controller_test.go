@@ -393,8 +393,11 @@ func TestEmailTakenInPanelUnlessAdopted(t *testing.T) {
 	}
 }
 
+// The same manifests applied to a rebuilt cluster (a new etcd: new UIDs, no status) re-bind the
+// panel users the old cluster's Users made, when the manager names the old cluster
+// (--previous-cluster-id); the binding then records the new UID and cluster.
 func TestReappliedUserRebindsThroughTheBindingTable(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, withCluster("cluster-a"))
 	u, id := e.readyUser("jane")
 	// The cluster is lost: the resource vanishes without its finalizer running.
 	e.shutdown()
@@ -403,16 +406,17 @@ func TestReappliedUserRebindsThroughTheBindingTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitGone(u)
-	// The same manifest is applied again (a new UID, no status).
-	e.restart()
+	// The same manifest is applied again (a new UID, no status) in the new cluster.
+	e.opts.ClusterID, e.opts.PreviousClusterID = "cluster-b", "cluster-a"
+	e.start()
 	again := e.newUser("jane", "jane@example.com")
 	e.create(again)
 	got := e.waitUser(again, v1.ReasonReconciled)
 	if got.Status.UUID != id {
 		t.Errorf("re-applied User bound %s, want the original %s", got.Status.UUID, id)
 	}
-	if b, _ := e.store.GetBinding(e.ctx(), id); b.ResourceUID != string(got.UID) {
-		t.Error("the binding does not record the new UID")
+	if b, _ := e.store.GetBinding(e.ctx(), id); b.ResourceUID != string(got.UID) || b.ClusterID != "cluster-b" {
+		t.Errorf("the binding records UID %s in cluster %q, want the new UID in cluster-b", b.ResourceUID, b.ClusterID)
 	}
 }
 

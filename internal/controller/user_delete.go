@@ -28,9 +28,10 @@ const membershipsPoll = 2 * time.Second
 
 // reconcileDelete releases what the User holds in the panel as its deletion policy says, then
 // removes the finalizer. What it holds is what the binding table says (matched as the User's
-// reconcile matches it: by namespace, name and operator instance), never what status says: a
-// status write lost after the panel user was created does not leave that user behind, and a
-// status naming someone else's panel user releases nothing.
+// reconcile matches it, panel.Operator.Claim: by UID in this cluster, by name in the previous
+// one), never what status says: a status write lost after the panel user was created does not
+// leave that user behind, a status naming someone else's panel user releases nothing, and a User
+// re-created under an old name releases nothing its predecessor made.
 func (r *UserReconciler) reconcileDelete(ctx context.Context, user *v1.User) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(user, UserFinalizer) {
 		return ctrl.Result{}, nil
@@ -78,7 +79,7 @@ func (r *UserReconciler) removeFinalizer(ctx context.Context, user *v1.User) (ct
 // once. A panel user the panel keeps (it belongs to clients made in the panel UI, or it owns a
 // client) is disabled and released: the person cannot log in, the clients keep their records.
 func (r *UserReconciler) release(ctx context.Context, user *v1.User) (*outcome, error) {
-	bindings, err := r.Store.BindingsOf(ctx, r.Options.InstanceID, user.Namespace, user.Name)
+	bindings, err := r.Store.BindingsOf(ctx, r.Options.operator(), user.Namespace, user.Name, string(user.UID))
 	if err != nil {
 		return nil, err
 	}
@@ -191,14 +192,14 @@ func (r *UserReconciler) releaseLost(ctx context.Context, key types.NamespacedNa
 		return ctrl.Result{}, nil
 	}
 	user := v.(*v1.User)
-	bindings, err := r.Store.BindingsOf(ctx, r.Options.InstanceID, user.Namespace, user.Name)
+	bindings, err := r.Store.BindingsOf(ctx, r.Options.operator(), user.Namespace, user.Name, string(user.UID))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	mode := releaseMode(user)
 	for _, b := range bindings {
 		if b.ResourceUID != string(user.UID) {
-			continue // an earlier resource of that name; not this one's
+			continue // the previous cluster's, which this User never wrote: left for the next of its name
 		}
 		if _, err := r.Store.Release(ctx, b, mode); err != nil && !errors.Is(err, panel.ErrConflict) {
 			return ctrl.Result{}, err

@@ -40,14 +40,14 @@ func (r *UserReconciler) gatherUser(ctx context.Context, user *v1.User) (userFac
 	if checkHolder(r.Options, f) != nil {
 		return f, nil
 	}
-	found, err := locate(r.Store, ctx, panel.Lookup{UUID: user.Status.UUID, Instance: r.Options.InstanceID,
-		Namespace: user.Namespace, Name: user.Name, Email: user.Spec.Email})
+	found, err := locate(r.Store, ctx, panel.Lookup{UUID: user.Status.UUID, Operator: r.Options.operator(),
+		Namespace: user.Namespace, Name: user.Name, UID: string(user.UID), Email: user.Spec.Email})
 	if err != nil {
 		return f, err
 	}
 	f.found = found
 	applied := ""
-	if b := bindingOf(found); b != nil && b.SameResource(user.Namespace, user.Name, r.Options.InstanceID) {
+	if b := bindingOf(found); r.Options.operator().Claim(b, user.Namespace, user.Name, string(user.UID)) == panel.ClaimOwn {
 		applied = b.SecretVersion
 	}
 	if f.password, err = r.gatherPassword(ctx, user, applied); err != nil {

@@ -108,16 +108,28 @@ func planUser(o Options, f userFacts) userPlan {
 	p := userPlan{via: f.found.Via}
 	snap := f.found.Snapshot
 	applied := ""
+	claim := bindingClaim(o, f)
 	switch {
 	case snap == nil:
 		p.recreated = user.Status.UUID != ""
-	case snap.Binding != nil && !snap.Binding.SameResource(user.Namespace, user.Name, o.InstanceID):
+	case claim == panel.ClaimForeign:
+		stop := waiting(v1.ReasonBoundElsewhere, "The panel user with this email is managed by another operator instance or "+
+			"cluster; change spec.email, or release it there.")
+		return userPlan{stop: &stop}
+	case claim == panel.ClaimOther:
 		b := snap.Binding
 		stop := waiting(v1.ReasonBoundElsewhere, "The panel user with this email is managed by %s; delete that resource with "+
-			"deletionPolicy Retain to release it, or change spec.email.", boundTo(user, b, o.InstanceID))
+			"deletionPolicy Retain to release it, or change spec.email.", resourceFor(user, b.Namespace, b.Name))
 		return userPlan{stop: &stop}
-	case snap.Binding != nil:
+	case claim == panel.ClaimOwn:
 		applied = snap.Binding.SecretVersion
+	case claim == panel.ClaimStale && user.Spec.Adoption != v1.AdoptionIfExists:
+		// An earlier User of this namespace and name made it and is gone without releasing it (its
+		// finalizer was removed, or its namespace deleted): a new object inherits nothing by name.
+		stop := waiting(v1.ReasonEmailTakenInPanel, "A panel user with this email was made by an earlier User of this "+
+			"namespace and name, which is gone without releasing it; a new User does not inherit it. Set spec.adoption: "+
+			"IfExists to take it over (its managed fields and password are overwritten), or change spec.email.")
+		return userPlan{stop: &stop}
 	case user.Spec.Adoption != v1.AdoptionIfExists:
 		stop := waiting(v1.ReasonEmailTakenInPanel, "A panel user that no User resource manages already has this email. "+
 			"Set spec.adoption: IfExists to take it over (its managed fields are overwritten) where a PanelAccessPolicy "+
@@ -128,6 +140,8 @@ func planUser(o Options, f userFacts) userPlan {
 		}
 		return userPlan{stop: &stop}
 	default:
+		// Unbound, or bound to an earlier User of this name (ClaimStale): adopted like an unbound
+		// panel user, the stale binding being what the write expects to replace.
 		if err := f.grants.Adoption(user.Spec.Email); err != nil {
 			stop := denied(err)
 			return userPlan{stop: &stop}
@@ -144,7 +158,7 @@ func planUser(o Options, f userFacts) userPlan {
 	}
 
 	want := panel.Binding{Namespace: user.Namespace, Name: user.Name, ResourceUID: string(user.UID),
-		InstanceID: o.InstanceID, SecretVersion: p.version}
+		InstanceID: o.InstanceID, ClusterID: o.ClusterID, SecretVersion: p.version}
 	if snap == nil {
 		p.change = &panel.UserChange{Desired: &d, PasswordHash: p.hash, Binding: &want, Unbind: f.found.Stale}
 		return p
@@ -157,6 +171,15 @@ func planUser(o Options, f userFacts) userPlan {
 	}
 	p.change = &panel.UserChange{UUID: snap.UUID, Desired: &d, PasswordHash: p.hash, Binding: &want, Expect: snap.Binding}
 	return p
+}
+
+// bindingClaim is how the binding of the panel user found relates to the User (panel.ClaimNone
+// when none was found or it is unbound).
+func bindingClaim(o Options, f userFacts) panel.Claim {
+	if f.found.Snapshot == nil {
+		return panel.ClaimNone
+	}
+	return o.operator().Claim(f.found.Snapshot.Binding, f.user.Namespace, f.user.Name, string(f.user.UID))
 }
 
 // checkSpec refuses what the spec alone makes impossible, before any panel read.
@@ -200,7 +223,7 @@ func checkHolder(o Options, f userFacts) *outcome {
 			"changed; waiting for it to move the panel user to its new email.", resourceFor(f.user, f.mover.Namespace, f.mover.Name))
 		return &stop
 	}
-	holder, byBinding := emailHolderOf(f.peers, f.emailBound, o.InstanceID)
+	holder, byBinding := emailHolderOf(f.peers, f.emailBound, o.operator())
 	if holder == nil || holder.UID == f.user.UID {
 		return nil
 	}
@@ -227,15 +250,6 @@ func resourceFor(user *v1.User, namespace, name string) string {
 		return "User " + namespace + "/" + name
 	}
 	return "a User in another namespace"
-}
-
-// boundTo names, for the user's conditions, the resource a binding of another resource is to:
-// resourceFor, or another operator instance when the binding is not this instance's.
-func boundTo(user *v1.User, b *panel.Binding, instance string) string {
-	if b.InstanceID != instance {
-		return "another operator instance"
-	}
-	return resourceFor(user, b.Namespace, b.Name)
 }
 
 // planPassword decides whether the password is written: only when the Secret's version differs

@@ -198,12 +198,13 @@ func TestLoginDisabledWhileTheDeletionWaitsForMemberships(t *testing.T) {
 	}
 }
 
-// A User re-created under the name of one whose panel side was abandoned (or re-applied to a new
-// cluster) finds the old binding by name; deleted before its first write (its Secret had not
-// arrived), it still releases that panel user: deletion matches the binding as the reconcile
-// does, not by a UID the binding does not carry yet.
-func TestUserDeletedBeforeItsFirstWriteReleasesTheBindingItFound(t *testing.T) {
-	e := newEnv(t)
+// A User of a rebuilt cluster claims the previous cluster's binding of its name
+// (--previous-cluster-id); deleted before its first write (its Secret had not arrived), it still
+// releases that panel user: deletion matches bindings as the reconcile claims them. A User
+// re-created under the name of one whose panel side was abandoned in this cluster claims nothing,
+// and its deletion releases nothing (TestRecreatedUserUnderAnOldNameInheritsNothing).
+func TestUserDeletedBeforeItsFirstWriteReleasesThePreviousClustersBindingItClaimed(t *testing.T) {
+	e := newEnv(t, withCluster("cluster-a"))
 	u, id := e.readyUser("jane")
 	update(e, u, func(u *v1.User) {
 		if u.Annotations == nil {
@@ -218,6 +219,9 @@ func TestUserDeletedBeforeItsFirstWriteReleasesTheBindingItFound(t *testing.T) {
 	if n := e.count("SELECT COUNT(*) FROM puq_operator_bindings WHERE user_uuid = ?", id); n != 1 {
 		t.Fatalf("%d bindings of the abandoned panel user, want 1", n)
 	}
+	e.shutdown()
+	e.opts.ClusterID, e.opts.PreviousClusterID = "cluster-b", "cluster-a"
+	e.start()
 	again := e.newUser("jane", "jane@example.com", func(u *v1.User) { u.Spec.PasswordSecretRef.Name = "not-there-yet" })
 	e.create(again)
 	e.waitUser(again, v1.ReasonSecretNotFound)
@@ -226,6 +230,6 @@ func TestUserDeletedBeforeItsFirstWriteReleasesTheBindingItFound(t *testing.T) {
 	}
 	e.waitGone(again)
 	if n := e.count("SELECT COUNT(*) FROM users WHERE uuid = ?", id); n != 0 {
-		t.Error("the panel user the re-created User found by its binding outlived it: a login with no resource behind it")
+		t.Error("the panel user the restored User claimed by name outlived it: a login with no resource behind it")
 	}
 }

@@ -209,17 +209,14 @@ func sameBinding(current, expect *Binding) bool {
 
 // readBinding reads a panel user's binding in tx; nil when it has none.
 func readBinding(ctx context.Context, tx *sql.Tx, userUUID, lock string) (*Binding, error) {
-	b := Binding{UserUUID: userUUID}
-	var version sql.NullString
-	err := tx.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, secret_version FROM "+bindingTable+
-		" WHERE user_uuid = ?"+lock, userUUID).Scan(&b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID, &version)
+	b, err := scanBinding(tx.QueryRowContext(ctx, "SELECT "+bindingColumns+" FROM "+bindingTable+
+		" WHERE user_uuid = ?"+lock, userUUID).Scan)
 	if isNoRows(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	b.SecretVersion = version.String
 	return &b, nil
 }
 
@@ -229,8 +226,8 @@ func writeBinding(ctx context.Context, tx *sql.Tx, exists bool, b Binding, now s
 		return insertBinding(ctx, tx, b, now)
 	}
 	_, err := tx.ExecContext(ctx, "UPDATE "+bindingTable+" SET namespace = ?, name = ?, resource_uid = ?, "+
-		"instance_id = ?, secret_version = ?, updated_at = ? WHERE user_uuid = ?", b.Namespace, b.Name, b.ResourceUID,
-		b.InstanceID, nullable(b.SecretVersion), now, b.UserUUID)
+		"instance_id = ?, cluster_id = ?, secret_version = ?, updated_at = ? WHERE user_uuid = ?", b.Namespace, b.Name,
+		b.ResourceUID, b.InstanceID, b.ClusterID, nullable(b.SecretVersion), now, b.UserUUID)
 	return err
 }
 
@@ -259,8 +256,9 @@ type Released struct {
 }
 
 // Release ends the binding b of a panel user in one transaction, first deleting, disabling or
-// leaving the user as mode says. It does nothing to a user whose binding is no longer b (another
-// resource took it over): that user is not the caller's to release (ErrConflict).
+// leaving the user as mode says. It does nothing to a user whose binding no longer names b's
+// resource, operator instance and cluster (another resource took it over): that user is not the
+// caller's to release (ErrConflict).
 func (s *Store) Release(ctx context.Context, b Binding, mode ReleaseMode) (Released, error) {
 	var out Released
 	err := s.tx(ctx, "release the panel user", func(tx *sql.Tx) error {
@@ -275,7 +273,7 @@ func (s *Store) Release(ctx context.Context, b Binding, mode ReleaseMode) (Relea
 		if err != nil {
 			return err
 		}
-		if current == nil || !current.SameResource(b.Namespace, b.Name, b.InstanceID) || current.ResourceUID != b.ResourceUID {
+		if current == nil || !sameHolder(*current, b) {
 			return fmt.Errorf("panel user %s: %w", b.UserUUID, ErrConflict)
 		}
 		err = userErr
@@ -332,31 +330,23 @@ func (s *Store) disableLocked(ctx context.Context, tx *sql.Tx, userUUID string, 
 	return s.updateUserColumns(ctx, tx, userUUID, before, cols, want, "")
 }
 
-// BindingsOf returns the bindings held by the resource namespace/name of the operator instance
-// (normally one; more only when a panel user it made was replaced), whatever its status says, each
-// with the resource UID it was last written with. The resource is matched as Locate matches it
-// (by name), so a User that would claim a binding on its next write also releases it when it is
-// deleted before that write.
-func (s *Store) BindingsOf(ctx context.Context, instance, namespace, name string) (_ []Binding, err error) {
-	ctx, done := s.begin(ctx, "find the bindings")
-	defer done(&err)
-	rows, err := s.db.QueryContext(ctx, "SELECT user_uuid, resource_uid, secret_version FROM "+bindingTable+
-		" WHERE instance_id = ? AND namespace = ? AND name = ? ORDER BY user_uuid", instance, namespace, name)
+// BindingsOf returns the bindings held by the resource namespace/name with the UID (normally one;
+// more only when a panel user it made was replaced), whatever its status says. They are the
+// bindings Locate would find for it (Operator.Claim says ClaimOwn): its own by UID, and the
+// previous cluster's of its namespace and name, which it would claim on its next write, so that
+// a resource deleted before that write releases them too. A binding an earlier resource of the
+// same name left behind is not among them: deleting a re-created object releases nothing of its
+// predecessor's.
+func (s *Store) BindingsOf(ctx context.Context, o Operator, namespace, name, uid string) ([]Binding, error) {
+	own, err := s.ownBindings(ctx, "find the bindings", o, namespace, name, uid)
 	if err != nil {
-		return nil, classify("find the bindings", err)
+		return nil, err
 	}
-	defer func() { _ = rows.Close() }()
-	var out []Binding
-	for rows.Next() {
-		b := Binding{Namespace: namespace, Name: name, InstanceID: instance}
-		var version sql.NullString
-		if err := rows.Scan(&b.UserUUID, &b.ResourceUID, &version); err != nil {
-			return nil, classify("find the bindings", err)
-		}
-		b.SecretVersion = version.String
-		out = append(out, b)
+	out := make([]Binding, len(own))
+	for i, b := range own {
+		out[i] = b.Binding
 	}
-	return out, classify("find the bindings", rows.Err())
+	return out, nil
 }
 
 // Via says how Locate found a panel user.
@@ -371,11 +361,12 @@ const (
 )
 
 // Lookup names the panel user a resource manages or would take: the UUID its status records, the
-// resource (for its binding), and its email.
+// resource (for its binding: the operator, the resource's namespace, name and UID), and its email.
 type Lookup struct {
-	UUID                      string
-	Instance, Namespace, Name string
-	Email                     string
+	UUID                 string
+	Operator             Operator
+	Namespace, Name, UID string
+	Email                string
 }
 
 // Located is the panel user Locate found, as one unlocked read saw it.
@@ -389,14 +380,14 @@ type Located struct {
 }
 
 // Locate finds the panel user a resource manages, or would adopt: the user its status names
-// when that user exists or is bound; else the user the resource's binding names (a status lost
-// or restored from elsewhere); else the user with its email. Whether the resource may take the
+// when that user exists or is bound; else the user the resource's own binding names (a status
+// lost, or a previous cluster's binding of its name); else the user with its email. Whether the resource may take the
 // user is the caller's decision, from the snapshot's binding. The usual case, a status naming an
 // existing user, is one round trip.
 func (s *Store) Locate(ctx context.Context, l Lookup) (Located, error) {
 	var out Located
 	stale := func(b *Binding) {
-		if b != nil && b.SameResource(l.Namespace, l.Name, l.Instance) && !slices.Contains(out.Stale, b.UserUUID) {
+		if l.Operator.Claim(b, l.Namespace, l.Name, l.UID) == ClaimOwn && !slices.Contains(out.Stale, b.UserUUID) {
 			out.Stale = append(out.Stale, b.UserUUID)
 		}
 	}
@@ -410,7 +401,7 @@ func (s *Store) Locate(ctx context.Context, l Lookup) (Located, error) {
 		}
 		stale(snap.Binding)
 	}
-	b, err := s.FindBinding(ctx, l.Instance, l.Namespace, l.Name)
+	b, err := s.FindBinding(ctx, l.Operator, l.Namespace, l.Name, l.UID)
 	switch {
 	case err == nil:
 		snap, err := s.Snapshot(ctx, b.UserUUID)

@@ -204,7 +204,7 @@ func (s *Store) ApplyMembership(ctx context.Context, b MembershipBinding, want M
 		if err != nil {
 			return err
 		}
-		if bound != nil && !bound.HeldBy(b.InstanceID, b.ResourceUID) && (replacing == "" || bound.ResourceUID != replacing) {
+		if bound != nil && !heldByWriter(*bound, b) && (replacing == "" || bound.ResourceUID != replacing) {
 			return fmt.Errorf("%w: %s", ErrBoundElsewhere, describeHolder(bound))
 		}
 		wrote, err := s.writeAssociation(ctx, tx, b.UserUUID, b.ClientUUID, want, perms, all, now)
@@ -290,7 +290,7 @@ func (s *Store) transferOwnership(ctx context.Context, tx *sql.Tx, userUUID, cli
 func (s *Store) RemoveMembership(ctx context.Context, b MembershipBinding) error {
 	return s.tx(ctx, "remove the association", func(tx *sql.Tx) error {
 		bound, err := s.lockMembershipBinding(ctx, tx, b.UserUUID, b.ClientUUID)
-		if err != nil || bound == nil || !bound.HeldBy(b.InstanceID, b.ResourceUID) {
+		if err != nil || bound == nil || !heldByWriter(*bound, b) {
 			return err
 		}
 		current, err := s.readMembership(ctx, tx, b.UserUUID, b.ClientUUID, true)

@@ -30,13 +30,34 @@ type MembershipBinding struct {
 	Name        string
 	ResourceUID string
 	InstanceID  string
+	// ClusterID is the cluster the resource lives in (Operator.Cluster); "" in a row written
+	// before the operator recorded it.
+	ClusterID string
 }
 
-// HeldBy reports whether the binding belongs to the resource with the UID, of the operator
-// instance. Unlike a User's binding it is not matched by name: a ClientMembership cannot be
-// restored onto a panel user it did not make, and the UID is what a deletion is known by.
-func (b MembershipBinding) HeldBy(instance, resourceUID string) bool {
-	return b.InstanceID == instance && b.ResourceUID == resourceUID
+// HeldBy reports whether the binding belongs to the resource namespace/name with the UID, as
+// Operator.Claim matches a User's binding: by UID in this cluster (or in a row written before
+// the cluster was recorded), by namespace and name in the previous cluster. A binding an earlier
+// resource of the same name left behind is not this one's.
+func (b MembershipBinding) HeldBy(o Operator, namespace, name, uid string) bool {
+	if o.previous(b.InstanceID, b.ClusterID) {
+		return b.Namespace == namespace && b.Name == name
+	}
+	return o.ours(b.InstanceID, b.ClusterID) && b.ResourceUID == uid
+}
+
+// Foreign reports whether the binding belongs to another operator instance or another cluster
+// than o.
+func (b MembershipBinding) Foreign(o Operator) bool {
+	return !o.ours(b.InstanceID, b.ClusterID) && !o.previous(b.InstanceID, b.ClusterID)
+}
+
+// heldByWriter reports whether the binding bound, read in a transaction, belongs to the resource
+// of b, the binding being written or removed: the same resource of the same operator, in the same
+// cluster or in a row that has no cluster yet.
+func heldByWriter(bound, b MembershipBinding) bool {
+	return bound.InstanceID == b.InstanceID && bound.ResourceUID == b.ResourceUID &&
+		(bound.ClusterID == b.ClusterID || bound.ClusterID == "")
 }
 
 // MembershipState is what the panel has for one user and one client.
@@ -55,6 +76,7 @@ func (s *Store) createMembershipBindingTable(ctx context.Context) error {
   name VARCHAR(253) NOT NULL,
   resource_uid VARCHAR(36) NOT NULL,
   instance_id VARCHAR(253) NOT NULL,
+  cluster_id VARCHAR(253) NOT NULL DEFAULT '',
   created_at DATETIME NULL,
   updated_at DATETIME NULL,
   PRIMARY KEY (user_uuid, client_uuid)`
@@ -75,16 +97,16 @@ func (s *Store) createMembershipBindingTable(ctx context.Context) error {
 			return classify("index the operator's membership binding table", err)
 		}
 	}
-	return nil
+	return s.addColumn(ctx, membershipBindingTable, "cluster_id", "VARCHAR(253) NOT NULL DEFAULT ''", "instance_id")
 }
 
-const membershipStateColumns = "x.`owner`, x.`permissions`, b.namespace, b.name, b.resource_uid, b.instance_id"
+const membershipStateColumns = "x.`owner`, x.`permissions`, b.namespace, b.name, b.resource_uid, b.instance_id, b.cluster_id"
 
 // scanMembershipState reads membershipStateColumns into a state for the user and client.
 func scanMembershipState(scan func(...any) error, userUUID, clientUUID string, extra ...any) (MembershipState, error) {
 	var owner sql.NullBool
-	var perms, namespace, name, uid, instance sql.NullString
-	if err := scan(append([]any{&owner, &perms, &namespace, &name, &uid, &instance}, extra...)...); err != nil {
+	var perms, namespace, name, uid, instance, cluster sql.NullString
+	if err := scan(append([]any{&owner, &perms, &namespace, &name, &uid, &instance, &cluster}, extra...)...); err != nil {
 		return MembershipState{}, err
 	}
 	var st MembershipState
@@ -93,7 +115,7 @@ func scanMembershipState(scan func(...any) error, userUUID, clientUUID string, e
 	}
 	if uid.Valid {
 		st.Binding = &MembershipBinding{UserUUID: userUUID, ClientUUID: clientUUID, Namespace: namespace.String,
-			Name: name.String, ResourceUID: uid.String, InstanceID: instance.String}
+			Name: name.String, ResourceUID: uid.String, InstanceID: instance.String, ClusterID: cluster.String}
 	}
 	return st, nil
 }
@@ -110,15 +132,20 @@ func (s *Store) MembershipState(ctx context.Context, userUUID, clientUUID string
 	return st, classify("read the association", err)
 }
 
-// BoundMemberships lists the associations bound to the resource with the UID, of the operator
-// instance, each with its state (Association nil when the row is gone, as when the panel user was
-// deleted): what the resource made and its deletion must undo.
-func (s *Store) BoundMemberships(ctx context.Context, instance, resourceUID string) (_ []MembershipState, err error) {
+// BoundMemberships lists the associations bound to the resource namespace/name with the UID
+// (MembershipBinding.HeldBy), each with its state (Association nil when the row is gone, as when
+// the panel user was deleted): what the resource made and its deletion must undo.
+func (s *Store) BoundMemberships(ctx context.Context, o Operator, namespace, name, uid string) (_ []MembershipState, err error) {
 	ctx, done := s.begin(ctx, "read the bound associations")
 	defer done(&err)
+	where, args := "b.instance_id = ? AND b.resource_uid = ?", []any{o.Instance, uid}
+	if o.PreviousCluster != "" {
+		where = "b.instance_id = ? AND (b.resource_uid = ? OR (b.cluster_id = ? AND b.namespace = ? AND b.name = ?))"
+		args = append(args, o.PreviousCluster, namespace, name)
+	}
 	rows, err := s.db.QueryContext(ctx, "SELECT "+membershipStateColumns+", b.user_uuid, b.client_uuid FROM "+
 		membershipBindingTable+" b LEFT JOIN client_x_user x ON x.user_uuid = b.user_uuid AND x.client_uuid = b.client_uuid"+
-		" WHERE b.instance_id = ? AND b.resource_uid = ? ORDER BY b.user_uuid, b.client_uuid", instance, resourceUID)
+		" WHERE "+where+" ORDER BY b.user_uuid, b.client_uuid", args...)
 	if err != nil {
 		return nil, classify("read the bound associations", err)
 	}
@@ -131,7 +158,9 @@ func (s *Store) BoundMemberships(ctx context.Context, instance, resourceUID stri
 			return nil, classify("read the bound associations", err)
 		}
 		st.Binding.UserUUID, st.Binding.ClientUUID = user, client
-		out = append(out, st)
+		if st.Binding.HeldBy(o, namespace, name, uid) {
+			out = append(out, st)
+		}
 	}
 	return out, classify("read the bound associations", rows.Err())
 }
@@ -140,9 +169,9 @@ func (s *Store) BoundMemberships(ctx context.Context, instance, resourceUID stri
 // nil when there is none.
 func (s *Store) lockMembershipBinding(ctx context.Context, tx *sql.Tx, userUUID, clientUUID string) (*MembershipBinding, error) {
 	b := MembershipBinding{UserUUID: userUUID, ClientUUID: clientUUID}
-	err := tx.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id FROM "+membershipBindingTable+
-		" WHERE user_uuid = ? AND client_uuid = ?"+s.forUpdate(), userUUID, clientUUID).
-		Scan(&b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID)
+	err := tx.QueryRowContext(ctx, "SELECT namespace, name, resource_uid, instance_id, cluster_id FROM "+
+		membershipBindingTable+" WHERE user_uuid = ? AND client_uuid = ?"+s.forUpdate(), userUUID, clientUUID).
+		Scan(&b.Namespace, &b.Name, &b.ResourceUID, &b.InstanceID, &b.ClusterID)
 	if isNoRows(err) {
 		return nil, nil
 	}
@@ -160,13 +189,13 @@ func (s *Store) bindMembership(ctx context.Context, tx *sql.Tx, cur *MembershipB
 	}
 	if cur == nil {
 		_, err := tx.ExecContext(ctx, "INSERT INTO "+membershipBindingTable+" (user_uuid, client_uuid, namespace, name, "+
-			"resource_uid, instance_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-			b.UserUUID, b.ClientUUID, b.Namespace, b.Name, b.ResourceUID, b.InstanceID, now, now)
+			"resource_uid, instance_id, cluster_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			b.UserUUID, b.ClientUUID, b.Namespace, b.Name, b.ResourceUID, b.InstanceID, b.ClusterID, now, now)
 		return err
 	}
 	_, err := tx.ExecContext(ctx, "UPDATE "+membershipBindingTable+" SET namespace = ?, name = ?, resource_uid = ?, "+
-		"instance_id = ?, updated_at = ? WHERE user_uuid = ? AND client_uuid = ?",
-		b.Namespace, b.Name, b.ResourceUID, b.InstanceID, now, b.UserUUID, b.ClientUUID)
+		"instance_id = ?, cluster_id = ?, updated_at = ? WHERE user_uuid = ? AND client_uuid = ?",
+		b.Namespace, b.Name, b.ResourceUID, b.InstanceID, b.ClusterID, now, b.UserUUID, b.ClientUUID)
 	return err
 }
 
@@ -183,12 +212,12 @@ func (s *Store) ReleaseMembership(ctx context.Context, b MembershipBinding) (err
 	ctx, done := s.begin(ctx, "release the association")
 	defer done(&err)
 	_, err = s.db.ExecContext(ctx, "DELETE FROM "+membershipBindingTable+
-		" WHERE user_uuid = ? AND client_uuid = ? AND instance_id = ? AND resource_uid = ?",
-		b.UserUUID, b.ClientUUID, b.InstanceID, b.ResourceUID)
+		" WHERE user_uuid = ? AND client_uuid = ? AND instance_id = ? AND resource_uid = ? AND cluster_id = ?",
+		b.UserUUID, b.ClientUUID, b.InstanceID, b.ResourceUID, b.ClusterID)
 	return classify("release the association", err)
 }
 
 // describeHolder names a binding's resource for an error message.
 func describeHolder(b *MembershipBinding) string {
-	return fmt.Sprintf("%s/%s (instance %q)", b.Namespace, b.Name, b.InstanceID)
+	return fmt.Sprintf("%s/%s (instance %q, cluster %q)", b.Namespace, b.Name, b.InstanceID, b.ClusterID)
 }

@@ -15,7 +15,8 @@ import (
 // resource: the same resource for the same user and client.
 func membershipOf(userUUID, clientUUID string) panel.MembershipBinding {
 	return panel.MembershipBinding{UserUUID: userUUID, ClientUUID: clientUUID, Namespace: "team-a", Name: "membership",
-		ResourceUID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(userUUID+"/"+clientUUID)).String(), InstanceID: "prod"}
+		ResourceUID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(userUUID+"/"+clientUUID)).String(), InstanceID: "prod",
+		ClusterID: "cluster-b"}
 }
 
 // another is the same association bound to another resource.
@@ -74,12 +75,26 @@ func TestAssociationIsBoundToItsResourceAndRemovedOnlyByIt(t *testing.T) {
 			st.Binding == nil || *st.Binding != b {
 			t.Fatalf("another resource changed the association: %+v %+v", st.Association, st.Binding)
 		}
-		bound, err := f.store.BoundMemberships(ctx, b.InstanceID, b.ResourceUID)
+		here := panel.Operator{Instance: b.InstanceID, Cluster: b.ClusterID}
+		bound, err := f.store.BoundMemberships(ctx, here, b.Namespace, b.Name, b.ResourceUID)
 		if err != nil || len(bound) != 1 || *bound[0].Binding != b || bound[0].Association == nil {
 			t.Fatalf("BoundMemberships = %+v, %v", bound, err)
 		}
-		if none, err := f.store.BoundMemberships(ctx, "staging", b.ResourceUID); err != nil || len(none) != 0 {
-			t.Errorf("BoundMemberships of another instance = %+v, %v", none, err)
+		for what, o := range map[string]panel.Operator{
+			"another instance": {Instance: "staging", Cluster: b.ClusterID},
+			"another cluster":  {Instance: b.InstanceID, Cluster: "cluster-c"},
+		} {
+			if none, err := f.store.BoundMemberships(ctx, o, b.Namespace, b.Name, b.ResourceUID); err != nil || len(none) != 0 {
+				t.Errorf("BoundMemberships of %s = %+v, %v", what, none, err)
+			}
+		}
+		if none, err := f.store.BoundMemberships(ctx, here, b.Namespace, b.Name, uuid.NewString()); err != nil || len(none) != 0 {
+			t.Errorf("BoundMemberships of a re-created resource of the same name = %+v, %v", none, err)
+		}
+		rebuilt := panel.Operator{Instance: b.InstanceID, Cluster: "cluster-c", PreviousCluster: b.ClusterID}
+		if got, err := f.store.BoundMemberships(ctx, rebuilt, b.Namespace, b.Name, uuid.NewString()); err != nil ||
+			len(got) != 1 || *got[0].Binding != b {
+			t.Errorf("BoundMemberships claiming the previous cluster's by name = %+v, %v; want %+v", got, err, b)
 		}
 		if err := f.store.RemoveMembership(ctx, b); err != nil {
 			t.Fatal(err)

@@ -55,7 +55,8 @@ var snapshotParts = []struct {
 	{"u", quoted(userColumns), "users WHERE `uuid`"},
 	{"v", []string{"`user_uuid`", "`uuid`", "`type`", "`value`", "`secret`", "`verified`", "`default`", "`created_at`"},
 		"verifications WHERE `user_uuid`"},
-	{"b", []string{"`user_uuid`", "`namespace`", "`name`", "`resource_uid`", "`instance_id`", "`secret_version`"},
+	{"b", []string{"`user_uuid`", "`namespace`", "`name`", "`resource_uid`", "`instance_id`", "`secret_version`",
+		"`cluster_id`"},
 		bindingTable + " WHERE `user_uuid`"},
 	{"c", []string{"x.`user_uuid`", "c.`uuid`", "c.`firstname`", "c.`lastname`", "c.`company_name`", "c.`tax_id`",
 		"c.`status`", "x.`owner`", "x.`permissions`"},
@@ -157,7 +158,7 @@ func (s *Store) Snapshots(ctx context.Context, userUUIDs []string) (_ map[string
 			created[col(2)] = col(8)
 		case "b":
 			snap.Binding = &Binding{UserUUID: col(1), Namespace: col(2), Name: col(3), ResourceUID: col(4),
-				InstanceID: col(5), SecretVersion: col(6)}
+				InstanceID: col(5), SecretVersion: col(6), ClusterID: col(7)}
 		case "c":
 			c := Client{UUID: col(2), Name: strings.TrimSpace(col(3) + " " + col(4)), CompanyName: col(5), TaxID: col(6),
 				Status: col(7)}

@@ -721,44 +721,88 @@ func TestHostileStringsRoundTripOrAreRefused(t *testing.T) {
 	})
 }
 
-func TestBindingsRebindByName(t *testing.T) {
+// A binding is found for the resource that holds it: by UID in this cluster (or in a row written
+// before clusters were recorded), by name in the previous cluster. An earlier resource's binding of
+// the same name, and another cluster's, are found for nobody, and a rebinding records the cluster.
+func TestBindingsAreFoundByUIDInThisClusterAndByNameInThePreviousOne(t *testing.T) {
 	engines(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
-		u, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil)
-		if err != nil {
+		uid, old := uuid.NewString(), uuid.NewString()
+		bind := func(email, cluster, resourceUID string) string {
+			t.Helper()
+			d := jane()
+			d.Email, d.Phone = email, ""
+			u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.store.Bind(ctx, panel.Binding{UserUUID: u.UUID, Namespace: "team-a", Name: "jane", ResourceUID: resourceUID,
+				InstanceID: "prod", ClusterID: cluster}); err != nil {
+				t.Fatal(err)
+			}
+			return u.UUID
+		}
+		own := bind("own@example.com", "cluster-b", uid)
+		stale := bind("stale@example.com", "cluster-b", old)
+		previous := bind("previous@example.com", "cluster-a", old)
+		f.tick()
+		legacy := bind("legacy@example.com", "", uid)
+		if _, err := f.store.GetBinding(ctx, own); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.store.GetBinding(ctx, u.UUID); !errors.Is(err, panel.ErrNotFound) {
-			t.Fatalf("unbound: want ErrNotFound, got %v", err)
+		found := func(o panel.Operator, resourceUID string) []string {
+			t.Helper()
+			bs, err := f.store.BindingsOf(ctx, o, "team-a", "jane", resourceUID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]string, 0, len(bs))
+			for _, b := range bs {
+				ids = append(ids, b.UserUUID)
+			}
+			slices.Sort(ids)
+			return ids
 		}
-		b := panel.Binding{UserUUID: u.UUID, Namespace: "team-a", Name: "jane", ResourceUID: uuid.NewString(), InstanceID: "prod",
-			SecretVersion: "0b8f2a4e/41"}
+		sorted := func(ids ...string) []string { slices.Sort(ids); return ids }
+		here := panel.Operator{Instance: "prod", Cluster: "cluster-b"}
+		rebuilt := panel.Operator{Instance: "prod", Cluster: "cluster-b", PreviousCluster: "cluster-a"}
+		for _, c := range []struct {
+			what string
+			o    panel.Operator
+			uid  string
+			want []string
+		}{
+			{"the resource, by UID (and the row from before clusters were recorded)", here, uid, sorted(own, legacy)},
+			{"a re-created resource of the same name", here, uuid.NewString(), nil},
+			{"the resource in another instance", panel.Operator{Instance: "staging", Cluster: "cluster-b"}, uid, nil},
+			{"the resource, claiming the previous cluster's by name", rebuilt, uid, sorted(own, legacy, previous)},
+			{"a new object of the name, claiming the previous cluster's", rebuilt, uuid.NewString(), []string{previous}},
+		} {
+			if got := found(c.o, c.uid); !slices.Equal(got, c.want) {
+				t.Errorf("BindingsOf %s = %v, want %v (own %s, stale %s, previous %s, legacy %s)", c.what, got, c.want,
+					own, stale, previous, legacy)
+			}
+		}
+		latest, err := f.store.FindBinding(ctx, here, "team-a", "jane", uid)
+		if err != nil || latest.UserUUID != legacy {
+			t.Errorf("FindBinding = %+v, %v; want the most recently written of its own, %s", latest, err, legacy)
+		}
+		if b, err := f.store.FindBinding(ctx, here, "team-a", "jane", uuid.NewString()); !errors.Is(err, panel.ErrNotFound) {
+			t.Errorf("FindBinding of a re-created resource = %+v, %v; want ErrNotFound", b, err)
+		}
+		// The legacy row, rebound, records the cluster.
+		b, _ := f.store.GetBinding(ctx, legacy)
+		b.ClusterID = "cluster-b"
 		if err := f.store.Bind(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		got, err := f.store.GetBinding(ctx, u.UUID)
-		if err != nil || got != b {
-			t.Fatalf("binding = %+v, %v", got, err)
+		if got, err := f.store.GetBinding(ctx, legacy); err != nil || got != b {
+			t.Errorf("after rebinding: %+v, %v; want %+v", got, err, b)
 		}
-		if !got.SameResource("team-a", "jane", "prod") || got.SameResource("team-b", "jane", "prod") {
-			t.Error("SameResource is wrong")
-		}
-		byName, err := f.store.FindBinding(ctx, "prod", "team-a", "jane")
-		if err != nil || byName.UserUUID != u.UUID {
-			t.Errorf("FindBinding = %+v, %v", byName, err)
-		}
-		// A restore into a new cluster: same name, new UID.
-		b.ResourceUID = uuid.NewString()
-		if err := f.store.Bind(ctx, b); err != nil {
+		if err := f.store.Unbind(ctx, legacy); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := f.store.GetBinding(ctx, u.UUID); got.ResourceUID != b.ResourceUID {
-			t.Error("rebinding did not record the new UID")
-		}
-		if err := f.store.Unbind(ctx, u.UUID); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.store.GetBinding(ctx, u.UUID); !errors.Is(err, panel.ErrNotFound) {
+		if _, err := f.store.GetBinding(ctx, legacy); !errors.Is(err, panel.ErrNotFound) {
 			t.Errorf("after Unbind: %v", err)
 		}
 	})
@@ -805,13 +849,39 @@ func TestOpenUpgradesAnOlderBindingTable(t *testing.T) {
 		if _, err := f.db.Exec("INSERT INTO puq_operator_bindings VALUES ('u1', 'ns', 'jane', 'uid', 'default', NULL, NULL)"); err != nil {
 			t.Fatal(err)
 		}
+		// The membership binding table before cluster_id.
+		if _, err := f.db.Exec("DROP TABLE puq_operator_membership_bindings"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.Exec("CREATE TABLE puq_operator_membership_bindings (user_uuid VARCHAR(36) NOT NULL, " +
+			"client_uuid VARCHAR(36) NOT NULL, namespace VARCHAR(253) NOT NULL, name VARCHAR(253) NOT NULL, " +
+			"resource_uid VARCHAR(36) NOT NULL, instance_id VARCHAR(253) NOT NULL, created_at DATETIME NULL, " +
+			"updated_at DATETIME NULL, PRIMARY KEY (user_uuid, client_uuid))"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.Exec("INSERT INTO puq_operator_membership_bindings VALUES ('u1', 'c1', 'ns', 'm', 'uid', 'default', " +
+			"NULL, NULL)"); err != nil {
+			t.Fatal(err)
+		}
 		if err := f.store.Close(); err != nil {
 			t.Fatal(err)
 		}
 		reopened := reopen(t, f)
 		b, err := reopened.GetBinding(ctx, "u1")
-		if err != nil || b.Name != "jane" || b.SecretVersion != "" {
+		if err != nil || b.Name != "jane" || b.SecretVersion != "" || b.ClusterID != "" {
 			t.Fatalf("after the upgrade: %+v, %v", b, err)
+		}
+		b.ClusterID = "cluster-b"
+		if err := reopened.Bind(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := reopened.GetBinding(ctx, "u1"); err != nil || got != b {
+			t.Errorf("the upgraded table does not keep the cluster: %+v, %v", got, err)
+		}
+		here := panel.Operator{Instance: "default", Cluster: "cluster-b"}
+		bound, err := reopened.BoundMemberships(ctx, here, "ns", "m", "uid")
+		if err != nil || len(bound) != 1 || bound[0].Binding.ClusterID != "" {
+			t.Errorf("the membership binding after the upgrade: %+v, %v; want the row, with no cluster", bound, err)
 		}
 	})
 }
