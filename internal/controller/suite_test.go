@@ -243,9 +243,26 @@ func (e *env) start() {
 // shutdown stops the manager (idempotent).
 func (e *env) shutdown() {
 	if e.stop != nil {
+		settle(e.t)
 		e.stop()
 		<-e.done
 		e.stop = nil
+	}
+}
+
+// settle waits (up to 10 s) until both controllers have nothing queued or running, before a
+// manager stops: the work queue gauges are shared by every manager of the test binary, and an
+// item a stopped manager left queued (an event the test's cleanup caused) would count for ever,
+// so every later wait for an idle controller would time out.
+func settle(t *testing.T) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		_, users := reconciles(t, "user")
+		_, memberships := reconciles(t, "clientmembership")
+		if users && memberships {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
