@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/password"
@@ -279,4 +280,58 @@ func (e *env) victimClient(company string) (ownerUUID, clientUUID string) {
 		e.t.Fatal(err)
 	}
 	return v.uuid, clientUUID
+}
+
+// A namespace no policy grants an email cannot keep it from one that is granted it: its User,
+// created first and refused, holds nothing; the granted namespace's User, created later, goes
+// Ready with its own panel user.
+func TestUngrantedUserCreatedFirstDoesNotHoldTheEmail(t *testing.T) {
+	nsB := newTenantNamespace(t)
+	e := newEnv(t, asTenantNamespace, alsoWatching(nsB))
+	a, squatter := e.tenantOf(e.ns), e.tenantOf(nsB)
+	e.grant(emailsFor([]string{a.ns}, "*@acme.example"))
+
+	first := squatter.user("ops", "ops@acme.example")
+	squatter.createUser(first)
+	e.waitNotPermitted(first, "ops@acme.example")
+	later := a.user("ops", "OPS@acme.example")
+	a.createUser(later)
+	if got := e.waitUser(later, v1.ReasonReconciled); got.Status.UUID == "" {
+		t.Error("the granted namespace's User is Ready without a panel user")
+	}
+	e.waitNotPermitted(first, "ops@acme.example")
+}
+
+// A namespace that lost the grant of its panel user's email cannot keep that login by moving it
+// to an email it is still granted: the email change is refused and the panel user's rows are
+// unchanged; granted both, the change goes ahead.
+func TestEmailChangeNeedsTheOldEmailGrantedToo(t *testing.T) {
+	e := newEnv(t, asTenantNamespace)
+	tn := e.tenantOf(e.ns)
+	old := e.grant(emailsFor([]string{e.ns}, "*@acme.example"))
+	u := tn.user("jane", "jane@acme.example")
+	tn.createUser(u)
+	id := e.waitUser(u, v1.ReasonReconciled).Status.UUID
+
+	e.grant(emailsFor([]string{e.ns}, "*@a-team.example"))
+	if err := k8s.Delete(e.ctx(), old); err != nil {
+		t.Fatal(err)
+	}
+	e.waitNotPermitted(u, "jane@acme.example")
+	before := e.panelBefore([]string{id}, nil)
+	got := &v1.User{}
+	if err := tn.c.Get(e.ctx(), types.NamespacedName{Namespace: u.Namespace, Name: u.Name}, got); err != nil {
+		t.Fatal(err)
+	}
+	got.Spec.Email = "jane@a-team.example"
+	if err := tn.c.Update(e.ctx(), got); err != nil {
+		t.Fatal(err)
+	}
+	e.waitNotPermitted(got, "an email change needs both the old and the new email granted")
+	before.check("after an email change away from an email the namespace lost")
+
+	e.grant(emailsFor([]string{e.ns}, "*@acme.example"))
+	if r := e.waitUser(got, v1.ReasonReconciled); r.Status.UUID != id {
+		t.Errorf("after the change the User manages %q, want its panel user %s", r.Status.UUID, id)
+	}
 }

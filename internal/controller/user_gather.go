@@ -78,8 +78,12 @@ func (r *UserReconciler) gatherPeers(ctx context.Context, f *userFacts) error {
 	if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(user.Spec.Email)}); err != nil {
 		return fmt.Errorf("cannot list Users by email: %w", err)
 	}
-	f.peersRead, f.peers = true, peers.Items
-	if !slices.ContainsFunc(peers.Items, func(p v1.User) bool { return p.UID != user.UID }) &&
+	granted, err := r.grantedPeers(ctx, user, peers.Items)
+	if err != nil {
+		return err
+	}
+	f.peersRead, f.peers = true, granted
+	if !slices.ContainsFunc(granted, func(p v1.User) bool { return p.UID != user.UID }) &&
 		!isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
 		return nil
 	}
@@ -88,8 +92,33 @@ func (r *UserReconciler) gatherPeers(ctx context.Context, f *userFacts) error {
 		return err
 	}
 	f.emailBound = bound
-	f.mover = r.movingHolder(ctx, peers.Items, bound)
+	f.mover = r.movingHolder(ctx, granted, bound)
 	return nil
+}
+
+// grantedPeers are the peers whose namespace is granted their email (the cache's policies): a
+// User that may not hold the email holds nothing, so a namespace no policy grants the email
+// cannot keep it from one that is granted it by creating a User first. The peers share the email
+// (folded), so one look per namespace decides for all of its Users; the User's own namespace is
+// granted (checkGrant passed).
+func (r *UserReconciler) grantedPeers(ctx context.Context, user *v1.User, peers []v1.User) ([]v1.User, error) {
+	granted := map[string]bool{user.Namespace: true}
+	out := make([]v1.User, 0, len(peers))
+	for _, p := range peers {
+		ok, known := granted[p.Namespace]
+		if !known {
+			g, err := grantsOf(ctx, r.Client, p.Namespace)
+			if err != nil {
+				return nil, err
+			}
+			ok = g.Email(p.Spec.Email) == nil
+			granted[p.Namespace] = ok
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // gatherPassword reads the password Secret, unless the Secret watch knows its version is the

@@ -148,6 +148,9 @@ func planUser(o Options, f userFacts) userPlan {
 		}
 		p.adopt = true
 	}
+	if stop := checkHeldEmail(f, p.adopt); stop != nil {
+		return userPlan{stop: stop}
+	}
 
 	if stop, incomplete := planPassword(o, f, applied, &p); stop != nil || incomplete {
 		return userPlan{stop: stop, incomplete: incomplete}
@@ -203,6 +206,29 @@ func checkGrant(f userFacts) *outcome {
 		return &stop
 	}
 	return nil
+}
+
+// checkHeldEmail refuses to write to a panel user whose email, as the panel holds it now, the
+// namespace is not granted (adopt: granted for adoption): a User whose namespace lost the grant
+// of its panel user's email cannot keep that login by moving it to an email it is still granted,
+// and a panel user found through status or a stale binding, whose email differs from spec.email,
+// is not taken because spec.email is granted. The message does not repeat that email.
+func checkHeldEmail(f userFacts, adopt bool) *outcome {
+	snap := f.found.Snapshot
+	if snap == nil || !snap.Exists || panel.NormalizeEmail(snap.Email()) == panel.NormalizeEmail(f.user.Spec.Email) {
+		return nil
+	}
+	check, role, verb := f.grants.Email, "manages", "hold"
+	if adopt {
+		check, role, verb = f.grants.Adoption, "would adopt", "adopt"
+	}
+	if check(snap.Email()) == nil {
+		return nil
+	}
+	stop := waiting(v1.ReasonNotPermitted, "The panel user this User %s holds an email other than spec.email, which no "+
+		"PanelAccessPolicy lets namespace %s %s (%s); an email change needs both the old and the new email granted.",
+		role, f.user.Namespace, verb, f.grants.Describe())
+	return &stop
 }
 
 // denied is the outcome of a request no policy allows (a *tenancy.Denial): NotPermitted, waiting

@@ -82,6 +82,12 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			return userFacts{user: u, grants: examples, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaEmail},
 				password: read(strong, "s/1")}
 		}, want{stop: v1.ReasonNotPermitted, msg: "adopt the existing panel user"}},
+		{"a panel user found through status whose email is not granted is not adopted for a granted spec.email", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists; u.Status.UUID = "p-1" })
+			victim := base(func(v *v1.User) { v.Spec.Email = "victim@elsewhere.org" })
+			return userFacts{user: u, grants: adoptable, found: panel.Located{Snapshot: snapOf(victim, nil), Via: panel.ViaStatus},
+				password: read(strong, "s/1")}
+		}, want{stop: v1.ReasonNotPermitted, msg: "would adopt holds an email other than spec.email"}},
 		{"adoption the policy grants goes ahead", func() userFacts {
 			u := base(func(u *v1.User) { u.Spec.Adoption = v1.AdoptionIfExists })
 			return userFacts{user: u, grants: adoptable, found: panel.Located{Snapshot: snapOf(u, nil), Via: panel.ViaEmail},

@@ -27,6 +27,9 @@ type Snapshot struct {
 // User is the panel user as the snapshot saw it.
 func (s *Snapshot) User() User { return userFromRow(s.row, s.verifications) }
 
+// Email is the panel user's email as the snapshot saw it.
+func (s *Snapshot) Email() string { return s.row["email"] }
+
 // Matches reports whether ApplyUser(d) would write nothing, and the user as it is.
 func (s *Snapshot) Matches(d DesiredUser) (User, bool) {
 	if !s.Exists || len(changedColumns(s.row, desiredColumns(d))) > 0 {

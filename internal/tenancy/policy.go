@@ -128,6 +128,9 @@ func (g Grants) selecting() string {
 	return fmt.Sprintf("policies selecting namespace %s: %s", g.namespace, strings.Join(g.Policies(), ", "))
 }
 
+// Describe names the policies selecting the namespace, for a message.
+func (g Grants) Describe() string { return g.selecting() }
+
 // Email allows a User of the namespace to hold the email: nil when a policy grants it, else a
 // *Denial.
 func (g Grants) Email(email string) error {
