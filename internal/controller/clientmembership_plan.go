@@ -289,11 +289,13 @@ func planMembershipDeletion(in membershipInputs) (membershipPlan, outcome) {
 }
 
 // olderPeerConflict lets the oldest membership win when two name the same user and client, or
-// when two claim ownership of one client.
+// when two claim ownership of one client. A peer refused NotPermitted claims nothing: a namespace
+// that lost its grant of the client cannot keep it from one that has it.
 func olderPeerConflict(m *v1.ClientMembership, userUUID string, peers []v1.ClientMembership) *outcome {
 	for i := range peers {
 		other := &peers[i]
-		if other.UID == m.UID || !other.DeletionTimestamp.IsZero() || !olderThan(other.ObjectMeta, m.ObjectMeta) {
+		if other.UID == m.UID || !other.DeletionTimestamp.IsZero() || !olderThan(other.ObjectMeta, m.ObjectMeta) ||
+			isReadyReason(other.Status.Conditions, v1.ReasonNotPermitted) {
 			continue
 		}
 		if other.Status.UserUUID == userUUID {
