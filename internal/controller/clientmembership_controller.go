@@ -360,7 +360,7 @@ func (r *ClientMembershipReconciler) abandon(ctx context.Context, m *v1.ClientMe
 // change of the grants (a PanelAccessPolicy's spec, a namespace's labels) the memberships whose
 // denials may change with them.
 func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	policies, namespaces := regrant(r.Client, r.membershipsIn)
+	policies, namespaces := regrant(r.Client, func() client.ObjectList { return &v1.ClientMembershipList{} })
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.ClientMembership{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			deletionPredicate()))).
@@ -402,24 +402,6 @@ func (r *ClientMembershipReconciler) membershipsOfUser(ctx context.Context, o cl
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, m := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Name}})
-	}
-	return reqs
-}
-
-// membershipsIn lists the memberships of a namespace ("" for all), to re-evaluate them when their
-// grants change.
-func (r *ClientMembershipReconciler) membershipsIn(ctx context.Context, namespace string) []reconcile.Request {
-	var list v1.ClientMembershipList
-	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
-	if namespace != "" {
-		opts = append(opts, client.InNamespace(namespace))
-	}
-	if err := r.List(ctx, &list, opts...); err != nil {
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 	}
 	return reqs
 }

@@ -8,7 +8,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -79,10 +81,23 @@ func labelsChanged() predicate.Predicate {
 // regrant wakes, when the grants change, the objects whose denials may change with them: when a
 // PanelAccessPolicy comes, goes or changes its spec (policies), the objects of the namespaces it
 // selects (before or after the change: a namespace it no longer selects loses its grants), and
-// when a namespace's labels change (namespaces), that namespace's objects. in lists the objects
-// of a namespace. A policy for one team wakes nothing of another's.
-func regrant(c client.Reader, in func(ctx context.Context, namespace string) []reconcile.Request) (
-	policies, namespaces handler.EventHandler) {
+// when a namespace's labels change (namespaces), that namespace's objects. newList makes a list
+// of the objects' kind. A policy for one team wakes nothing of another's.
+func regrant(c client.Reader, newList func() client.ObjectList) (policies, namespaces handler.EventHandler) {
+	in := func(ctx context.Context, namespace string) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+			return nil
+		}
+		var reqs []reconcile.Request
+		_ = meta.EachListItem(list, func(o runtime.Object) error {
+			if obj, ok := o.(client.Object); ok {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+			}
+			return nil
+		})
+		return reqs
+	}
 	enqueue := func(ctx context.Context, q workqueue, changed ...client.Object) {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))

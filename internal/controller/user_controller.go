@@ -410,7 +410,7 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		b = b.WatchesRawSource(source.Channel(resync.queue, &handler.EnqueueRequestForObject{}))
 	}
-	policies, namespaces := regrant(r.Client, r.usersIn)
+	policies, namespaces := regrant(r.Client, func() client.ObjectList { return &v1.UserList{} })
 	return b.
 		For(&v1.User{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
@@ -466,23 +466,6 @@ func (r *UserReconciler) emailPeers() handler.EventHandler {
 			}
 		},
 	}
-}
-
-// usersIn lists the Users of a namespace ("" for all), to re-evaluate them when their grants change.
-func (r *UserReconciler) usersIn(ctx context.Context, namespace string) []reconcile.Request {
-	var list v1.UserList
-	opts := []client.ListOption{client.UnsafeDisableDeepCopy}
-	if namespace != "" {
-		opts = append(opts, client.InNamespace(namespace))
-	}
-	if err := r.List(ctx, &list, opts...); err != nil {
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
 }
 
 // userOfMembership maps a ClientMembership to its User.
