@@ -87,11 +87,11 @@ func TestAbandonedUserGoesWithoutTouchingAnUnreachableDatabase(t *testing.T) {
 	writes, sums := e.writeStatements(), e.tableChecksums()
 	proxy.Stall()
 	t.Cleanup(proxy.Resume)
-	failed := reconcileErrors(t, "user")
+	failed := reconcileErrors(t, e.controller("user"))
 	if err := k8s.Delete(e.ctx(), u); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFailures("user", failed, failuresAtBackoffCap)
+	e.waitFailures(e.controller("user"), failed, failuresAtBackoffCap)
 	got := &v1.User{}
 	if err := k8s.Get(e.ctx(), clientKey(u), got); err != nil {
 		t.Fatalf("the User went while its database was unreachable and no annotation was set: %v", err)
@@ -133,11 +133,11 @@ func TestAbandonedMembershipGoesWithoutTouchingAnUnreachableDatabase(t *testing.
 	writes, sums := e.writeStatements(), e.tableChecksums()
 	proxy.Stall()
 	t.Cleanup(proxy.Resume)
-	failed := reconcileErrors(t, "clientmembership")
+	failed := reconcileErrors(t, e.controller("clientmembership"))
 	if err := k8s.Delete(e.ctx(), m); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFailures("clientmembership", failed, failuresAtBackoffCap)
+	e.waitFailures(e.controller("clientmembership"), failed, failuresAtBackoffCap)
 	got := &v1.ClientMembership{}
 	if err := k8s.Get(e.ctx(), clientKey(m), got); err != nil {
 		t.Fatalf("the ClientMembership went while its database was unreachable and no annotation was set: %v", err)
@@ -184,14 +184,14 @@ func TestAbandonAnnotationOnObjectsNotBeingDeletedChangesNothing(t *testing.T) {
 	e.waitReconciles("user", 0)
 	e.waitReconciles("clientmembership", 0)
 	writes, sums := e.writeStatements(), e.tableChecksums()
-	users, _ := reconciles(t, "user")
-	memberships, _ := reconciles(t, "clientmembership")
+	users, _ := reconciles(t, e.controller("user"))
+	memberships, _ := reconciles(t, e.controller("clientmembership"))
 
 	annotateAbandon(e, m)
 	annotateAbandon(e, u) // wakes the User (annotation changes pass its predicate), and through it the membership
 	e.eventually(30*time.Second, func() string {
-		u, uIdle := reconciles(t, "user")
-		m, mIdle := reconciles(t, "clientmembership")
+		u, uIdle := reconciles(t, e.controller("user"))
+		m, mIdle := reconciles(t, e.controller("clientmembership"))
 		if u <= users || m <= memberships || !uIdle || !mIdle {
 			return fmt.Sprintf("reconciles since the annotation: User %v (idle %v), ClientMembership %v (idle %v); want one each, then idle",
 				u-users, uIdle, m-memberships, mIdle)

@@ -370,7 +370,7 @@ func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(r.peersOfClient)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
 			RateLimiter: retryRateLimiter()}).
-		Named("clientmembership").
+		Named(r.Options.NamePrefix + "clientmembership").
 		Complete(r)
 }
 

@@ -69,7 +69,7 @@ func TestPasswordChangedInThePanelIsKeptUntilTheSecretChanges(t *testing.T) {
 	if _, err := e.db.Exec("UPDATE users SET password = ?, updated_at = NOW() WHERE uuid = ?", personHash, id); err != nil {
 		t.Fatal(err)
 	}
-	hashes, reconciles := registryValue(t, metricHashes), registryValue(t, metricReconciles, "controller", "user")
+	hashes, reconciles := registryValue(t, metricHashes), registryValue(t, metricReconciles, "controller", e.controller("user"))
 	compared := registryValue(t, metricResync)
 
 	// An edit of the spec.
@@ -89,7 +89,7 @@ func TestPasswordChangedInThePanelIsKeptUntilTheSecretChanges(t *testing.T) {
 	e.driftFirstName(id, "Restart")
 	e.start()
 	e.waitFirstName(id, "Jane")
-	if n := registryValue(t, metricReconciles, "controller", "user") - reconciles; n < 3 {
+	if n := registryValue(t, metricReconciles, "controller", e.controller("user")) - reconciles; n < 3 {
 		t.Fatalf("only %v reconciles of the User: the test would prove nothing", n)
 	}
 	if e.passwordColumn(id) != personHash {
@@ -151,10 +151,10 @@ func TestRestartAndRebindDoNotHashAgain(t *testing.T) {
 	for _, id := range ids {
 		stored[id] = e.passwordColumn(id)
 	}
-	hashes, reconciles := registryValue(t, metricHashes), registryValue(t, metricReconciles, "controller", "user")
+	hashes, reconciles := registryValue(t, metricHashes), registryValue(t, metricReconciles, "controller", e.controller("user"))
 	noHashSince := func(what string) {
 		t.Helper()
-		if d := registryValue(t, metricReconciles, "controller", "user") - reconciles; d < n {
+		if d := registryValue(t, metricReconciles, "controller", e.controller("user")) - reconciles; d < n {
 			t.Fatalf("%v reconciles after %s, want at least %d", d, what, n)
 		}
 		if d := registryValue(t, metricHashes) - hashes; d != 0 {
@@ -169,7 +169,7 @@ func TestRestartAndRebindDoNotHashAgain(t *testing.T) {
 		if changed > 0 {
 			t.Errorf("%d of %d password columns changed after %s, want 0", changed, n, what)
 		}
-		hashes, reconciles = registryValue(t, metricHashes), registryValue(t, metricReconciles, "controller", "user")
+		hashes, reconciles = registryValue(t, metricHashes), registryValue(t, metricReconciles, "controller", e.controller("user"))
 	}
 
 	// Restart: every panel user drifted while the manager was down, so each User's reconcile

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,6 +208,10 @@ func startEnvOn(t *testing.T, cp controlPlane, namespace string, po panel.Option
 
 func (e *env) start() {
 	t := e.t
+	if e.opts.NamePrefix == "" {
+		// Kept across restarts: a test counts its env's reconciles before and after one.
+		e.opts.NamePrefix = fmt.Sprintf("m%d-", managerSerial.Add(1))
+	}
 	skip := true
 	watched := map[string]cache.Config{}
 	for _, ns := range e.opts.Namespaces {
@@ -243,22 +248,27 @@ func (e *env) start() {
 // shutdown stops the manager (idempotent).
 func (e *env) shutdown() {
 	if e.stop != nil {
-		settle(e.t)
+		e.settle()
 		e.stop()
 		<-e.done
 		e.stop = nil
 	}
 }
 
-// settle waits (up to 10 s) until both controllers have nothing queued or running, before a
-// manager stops: the work queue gauges are shared by every manager of the test binary, and an
-// item a stopped manager left queued (an event the test's cleanup caused) would count for ever,
-// so every later wait for an idle controller would time out.
-func settle(t *testing.T) {
+// managerSerial numbers the managers the tests start, for their controllers' names.
+var managerSerial atomic.Int64
+
+// controller is the name of the env's controller called base ("user", "clientmembership"), as
+// its metrics label it.
+func (e *env) controller(base string) string { return e.opts.NamePrefix + base }
+
+// settle waits (up to 10 s) until both of the env's controllers have nothing queued or running,
+// before its manager stops, so that the test's last events are handled rather than cut off.
+func (e *env) settle() {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		_, users := reconciles(t, "user")
-		_, memberships := reconciles(t, "clientmembership")
+		_, users := reconciles(e.t, e.controller("user"))
+		_, memberships := reconciles(e.t, e.controller("clientmembership"))
 		if users && memberships {
 			return
 		}
@@ -671,6 +681,7 @@ func reconciles(t *testing.T, name string) (done float64, idle bool) {
 // waitReconciles waits until the controller called name has finished n more reconciles and is idle.
 func (e *env) waitReconciles(name string, n int) {
 	e.t.Helper()
+	name = e.controller(name)
 	start, _ := reconciles(e.t, name)
 	e.eventually(30*time.Second, func() string {
 		done, idle := reconciles(e.t, name)

@@ -135,7 +135,7 @@ func TestTOTPSecretNotOwnedByTheUserIsNeverDeleted(t *testing.T) {
 		before[name] = s
 	}
 	// More reconciles of both, counted: each edit is one at least.
-	reconciled := metricDelta(t, "controller_runtime_reconcile_total", map[string]string{"controller": "user"})
+	reconciled := metricDelta(t, "controller_runtime_reconcile_total", map[string]string{"controller": e.controller("user")})
 	for _, first := range []string{"Edit1", "Edit2"} {
 		for _, u := range []*v1.User{bob, jane} {
 			update(e, u, func(u *v1.User) { u.Spec.FirstName = first })
@@ -143,7 +143,7 @@ func TestTOTPSecretNotOwnedByTheUserIsNeverDeleted(t *testing.T) {
 		}
 	}
 	e.eventually(30*time.Second, func() string {
-		if _, idle := reconciles(t, "user"); !idle || reconciled() < 4 {
+		if _, idle := reconciles(t, e.controller("user")); !idle || reconciled() < 4 {
 			return "the user controller has not finished the 4 reconciles of the edits"
 		}
 		return ""

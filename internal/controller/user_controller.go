@@ -62,6 +62,10 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// Namespaces are the watched namespaces; empty for all.
 	Namespaces []string
+	// NamePrefix goes before the controllers' names ("user", "clientmembership"), which label
+	// their metrics; empty in the shipped binary. The tests give each manager of their process
+	// its own, so one manager's work queue gauges never count for another's.
+	NamePrefix string
 	// MaxConcurrentHashes bounds the bcrypt hashes computed at once (default: one per core), so
 	// reconciles waiting on the API server or the database are never stuck behind hashes.
 	MaxConcurrentHashes int
@@ -422,7 +426,7 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(userOfMembership)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
 			RateLimiter: retryRateLimiter()}).
-		Named("user").
+		Named(r.Options.NamePrefix + "user").
 		Complete(r)
 }
 

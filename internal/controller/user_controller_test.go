@@ -1004,12 +1004,12 @@ func TestResyncReconcilesOnlyWhatDrifted(t *testing.T) {
 	inSync := map[string]string{"result": "in_sync"}
 	compared := metricDelta(t, "puq_user_operator_resync_users_total", inSync)
 	e.eventually(10*time.Second, func() string {
-		if _, idle := reconciles(t, "user"); compared() < 1 || !idle {
+		if _, idle := reconciles(t, e.controller("user")); compared() < 1 || !idle {
 			return fmt.Sprintf("the resync compared the User %v times; the User controller idle: %v", compared(), idle)
 		}
 		return ""
 	})
-	reconciled := metricDelta(t, "controller_runtime_reconcile_total", map[string]string{"controller": "user"})
+	reconciled := metricDelta(t, "controller_runtime_reconcile_total", map[string]string{"controller": e.controller("user")})
 	queued := metricDelta(t, "puq_user_operator_resync_users_total", map[string]string{"result": "reconcile"})
 	compared = metricDelta(t, "puq_user_operator_resync_users_total", inSync)
 	e.eventually(10*time.Second, func() string {
