@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -103,6 +104,9 @@ func (s *Store) createUser(ctx context.Context, tx *sql.Tx, d DesiredUser, hash 
 	if d.State != StateUnmanaged {
 		status, disable = string(d.State), d.State == StateInactive
 	}
+	if err := phoneTaken(ctx, tx, d.Phone, id); err != nil {
+		return Applied{}, err
+	}
 	_, err := tx.ExecContext(ctx, "INSERT INTO users (`uuid`, `email`, `phone_number`, `password`, `status`, "+
 		"`two_factor`, `disable`, `firstname`, `lastname`, `email_verified`, `phone_verified`, `language`, "+
 		"`admin_notes`, `created_at`, `updated_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -164,6 +168,11 @@ func (s *Store) changeUser(ctx context.Context, tx *sql.Tx, c UserChange, hash s
 		}
 		want := desiredColumns(*c.Desired)
 		cols := changedColumns(before, want)
+		if slices.Contains(cols, "phone_number") {
+			if err := phoneTaken(ctx, tx, c.Desired.Phone, c.UUID); err != nil {
+				return Applied{}, err
+			}
+		}
 		if len(cols) > 0 || hash != "" {
 			if err := s.updateUserColumns(ctx, tx, c.UUID, before, cols, want, hash); err != nil {
 				return Applied{}, err
@@ -430,4 +439,35 @@ func (s *Store) Locate(ctx context.Context, l Lookup) (Located, error) {
 		out.Snapshot, out.Via = snap, ViaEmail
 	}
 	return out, nil
+}
+
+// phoneDigitsSQL is users.phone_number with what people type between the digits taken out: the
+// panel's admin form stores the dial code and the number as typed ("+48 123 456 789"), while the
+// UNIQUE index compares whole strings. REPLACE is the same function in MariaDB and SQLite.
+const phoneDigitsSQL = "REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(phone_number, ' ', ''), '-', ''), " +
+	"'(', ''), ')', ''), '.', ''), '+', '')"
+
+// phoneTaken fails with ErrDuplicatePhone when a panel user other than userUUID holds phone,
+// compared on digits only. An empty phone is stored as NULL and never taken. The other user's
+// row is only read: the operator never rewrites a phone it does not manage.
+func phoneTaken(ctx context.Context, tx *sql.Tx, phone, userUUID string) error {
+	digits := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, phone)
+	if digits == "" {
+		return nil
+	}
+	var n int
+	err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM users WHERE phone_number IS NOT NULL AND uuid <> ? AND "+
+		phoneDigitsSQL+" = ?", userUUID, digits).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("cannot write the phone number: %w", ErrDuplicatePhone)
+	}
+	return nil
 }

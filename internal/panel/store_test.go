@@ -411,6 +411,48 @@ func TestDuplicatePhoneIsTyped(t *testing.T) {
 	})
 }
 
+// TestPhoneTypedWithSpacesInThePanelIsADuplicate: the panel's admin form stores a phone as typed,
+// so a row holding "+48 123 456 789" holds +48123456789: creating or changing a user to it fails
+// with ErrDuplicatePhone, the typed row is left as it was, and other digits are still free.
+func TestPhoneTypedWithSpacesInThePanelIsADuplicate(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		typed := jane()
+		typed.Email, typed.Phone = "typed@example.com", "+48999999999"
+		holder, err := f.store.CreateUser(ctx, typed, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What the panel's admin form writes: the dial code and the number as typed.
+		if _, err := f.db.ExecContext(ctx, "UPDATE users SET phone_number = ? WHERE uuid = ?", "+48 123-456 789",
+			holder.UUID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.store.CreateUser(ctx, jane(), testHash(t, "correct horse battery"), nil); !errors.Is(err, panel.ErrDuplicatePhone) {
+			t.Errorf("create with the typed row's digits: want ErrDuplicatePhone, got %v", err)
+		}
+		john := jane()
+		john.Email, john.Phone = "john@example.com", "+48123456780"
+		u, err := f.store.CreateUser(ctx, john, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatalf("create with other digits: %v", err)
+		}
+		john.Phone = "+48123456789"
+		if _, _, err := f.store.ApplyUser(ctx, u.UUID, john, nil); !errors.Is(err, panel.ErrDuplicatePhone) {
+			t.Errorf("change to the typed row's digits: want ErrDuplicatePhone, got %v", err)
+		}
+		if got := f.str(t, "SELECT phone_number FROM users WHERE uuid = ?", u.UUID); got != "+48123456780" {
+			t.Errorf("the refused change left phone %q, want +48123456780", got)
+		}
+		if got := f.str(t, "SELECT phone_number FROM users WHERE uuid = ?", holder.UUID); got != "+48 123-456 789" {
+			t.Errorf("the typed row's phone became %q, want it as typed", got)
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM users"); n != 2 {
+			t.Errorf("panel users = %d, want the typed one and john", n)
+		}
+	})
+}
+
 func TestPasswordIsStoredSoPHPVerifiesIt(t *testing.T) {
 	php, err := exec.LookPath("php")
 	if err != nil {
