@@ -111,6 +111,10 @@ const (
 )
 
 // UserSpec is the desired state of a panel login.
+//
+// The panel sends and accepts email codes only for a verified email row, so email two-factor on
+// an unverified address would lock the person out.
+// +kubebuilder:validation:XValidation:rule="!(has(self.twoFactor) && has(self.twoFactor.enabled) && self.twoFactor.enabled) || (has(self.twoFactor.method) && self.twoFactor.method == 'TOTP') || (has(self.emailVerified) && self.emailVerified)",message="twoFactor.enabled with method Email (or unset) needs emailVerified: true: the panel sends and accepts no codes for an unverified address, so the user could never log in; set emailVerified: true, use method: TOTP, or disable twoFactor",fieldPath=".twoFactor"
 type UserSpec struct {
 	// The email pattern: dot-separated atoms on either side of the @, each of RFC 5322 atext and
 	// any non-ASCII character but white space (internal/crdvalidation's FuzzUserSpec holds it to
@@ -136,18 +140,24 @@ type UserSpec struct {
 	// +required
 	PasswordSecretRef SecretKeyReference `json:"passwordSecretRef"`
 
-	// firstName is the user's first name, as shown in the panel.
-	// +optional
+	// firstName is the user's first name, as shown in the panel. Required, as the panel's admin
+	// form requires it: the panel copies it into the client it creates at the user's first visit.
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	FirstName string `json:"firstName,omitempty"`
+	FirstName string `json:"firstName"`
 
-	// lastName is the user's last name, as shown in the panel.
-	// +optional
+	// lastName is the user's last name, as shown in the panel. Required, as the panel's admin
+	// form requires it.
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	LastName string `json:"lastName,omitempty"`
+	LastName string `json:"lastName"`
 
 	// phone is the phone number in E.164 form: "+", the country code and the number, 7 to 15
-	// digits, no spaces (for example +48123456789). It must be unique in the panel.
+	// digits, no spaces (for example +48123456789). It must be unique in the panel, compared on
+	// digits only: a panel user whose number was typed with spaces (+48 123 456 789) holds the
+	// same number.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^\+[0-9]{7,15}$`
 	Phone string `json:"phone,omitempty"`

@@ -83,6 +83,14 @@ func TestAPIServerRejectsBadObjectsNamingTheField(t *testing.T) {
 		{"language with a hyphen", userWith(func(u *v1.User) { u.Spec.Language = "en-US" }), "spec.language", ""},
 		{"first name of 256 characters", userWith(func(u *v1.User) { u.Spec.FirstName = strings.Repeat("x", 256) }), "spec.firstName", "255"},
 		{"last name of 256 characters", userWith(func(u *v1.User) { u.Spec.LastName = strings.Repeat("x", 256) }), "spec.lastName", "255"},
+		{"no first name", userWith(func(u *v1.User) { u.Spec.FirstName = "" }), "spec.firstName", ""},
+		{"no last name", userWith(func(u *v1.User) { u.Spec.LastName = "" }), "spec.lastName", ""},
+		{"email two-factor on an unverified address", userWith(func(u *v1.User) {
+			u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodEmail}
+		}), "spec.twoFactor", "emailVerified: true"},
+		{"two-factor without method on an unverified address", userWith(func(u *v1.User) {
+			u.Spec.TwoFactor = v1.TwoFactor{Enabled: true}
+		}), "spec.twoFactor", "emailVerified: true"},
 		{"admin notes over 64 KiB", userWith(func(u *v1.User) { u.Spec.AdminNotes = strings.Repeat("x", 65536) }), "spec.adminNotes", "65535"},
 		{"unknown two-factor method", userWith(func(u *v1.User) { u.Spec.TwoFactor.Method = "SMS" }), "spec.twoFactor.method", "Email"},
 		{"unknown state", userWith(func(u *v1.User) { u.Spec.State = "Suspended" }), "spec.state", "Active"},
@@ -114,6 +122,41 @@ func TestAPIServerRejectsBadObjectsNamingTheField(t *testing.T) {
 			obj.SetNamespace(ns)
 			err := k8s.Create(context.Background(), obj)
 			assertInvalid(t, err, tc.field, tc.detail)
+		})
+	}
+}
+
+// TestAPIServerAcceptsTwoFactorThatCanSendItsCodes: the lock-out rule refuses only email codes to
+// an unverified address; every other combination is a User the panel can log in.
+func TestAPIServerAcceptsTwoFactorThatCanSendItsCodes(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name   string
+		mutate func(*v1.User)
+	}{
+		{"TOTP on an unverified address", func(u *v1.User) {
+			u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP}
+		}},
+		{"Email on a verified address", func(u *v1.User) {
+			u.Spec.EmailVerified = true
+			u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodEmail}
+		}},
+		{"no method on a verified address", func(u *v1.User) {
+			u.Spec.EmailVerified = true
+			u.Spec.TwoFactor = v1.TwoFactor{Enabled: true}
+		}},
+		{"two-factor off with method Email on an unverified address", func(u *v1.User) {
+			u.Spec.TwoFactor = v1.TwoFactor{Method: v1.TwoFactorMethodEmail}
+		}},
+		{"two-factor off on an unverified address", func(u *v1.User) {}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := validUser(ns, fmt.Sprintf("twofactor-%d", i))
+			tc.mutate(u)
+			if err := k8s.Create(context.Background(), u); err != nil {
+				t.Fatalf("the API server refused a User the panel can log in: %v", err)
+			}
 		})
 	}
 }

@@ -649,7 +649,8 @@ func plainSecret(ns, name string) *corev1.Secret {
 func watchedUser(t *testing.T, c client.Client, users cache.Cache, ns, name string) {
 	t.Helper()
 	u := &v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1.UserSpec{
-		Email: name + "@example.com", PasswordSecretRef: v1.SecretKeyReference{Name: name + "-password"}}}
+		Email: name + "@example.com", PasswordSecretRef: v1.SecretKeyReference{Name: name + "-password"},
+		FirstName: "Jane", LastName: "Doe"}}
 	createIn(t, c, u)
 	waitFor(t, "the cache has User "+name, func() bool {
 		return users.Get(context.Background(), client.ObjectKeyFromObject(u), &v1.User{}) == nil

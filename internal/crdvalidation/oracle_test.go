@@ -20,10 +20,12 @@ import (
 //     colon, semicolon or comma (display names, comments, quoted local parts, domain literals);
 //   - passwordSecretRef (required): name (required, 1 to 253 characters); key "password" (the
 //     default) or "passwordHash";
-//   - firstName, lastName: up to 255 characters; adminNotes: up to 65535;
+//   - firstName, lastName (required): 1 to 255 characters; adminNotes: up to 65535;
 //   - phone: E.164, "+" and 7 to 15 digits; language: two lower-case letters, optionally "_" and
 //     two upper-case letters;
 //   - emailVerified, phoneVerified, twoFactor.enabled: booleans; twoFactor.method "Email" or "TOTP";
+//   - twoFactor.enabled true with a method other than "TOTP" (Email, or unset) needs
+//     emailVerified true: the panel sends no code to an unverified address;
 //   - state "Active" or "Inactive"; adoption "Never" or "IfExists"; deletionPolicy "Delete",
 //     "Retain" or "Disable".
 func userSpecValid(v any) bool {
@@ -43,10 +45,13 @@ func userSpecValid(v any) bool {
 	if !ok || !between(name, 1, 253) || !optionalOneOf(ref, "key", "password", "passwordHash") {
 		return false
 	}
-	for field, limit := range map[string]int{"firstName": 255, "lastName": 255, "adminNotes": 65535} {
-		if !optionalString(spec, field, func(s string) bool { return between(s, 0, limit) }) {
+	for _, field := range []string{"firstName", "lastName"} {
+		if s, ok := spec[field].(string); !ok || !between(s, 1, 255) {
 			return false
 		}
+	}
+	if !optionalString(spec, "adminNotes", func(s string) bool { return between(s, 0, 65535) }) {
+		return false
 	}
 	if !optionalString(spec, "phone", validPhone) || !optionalString(spec, "language", validLanguage) {
 		return false
@@ -57,6 +62,9 @@ func userSpecValid(v any) bool {
 	if tf, set := spec["twoFactor"]; set && tf != nil {
 		tf, ok := tf.(map[string]any)
 		if !ok || !optionalBool(tf, "enabled") || !optionalOneOf(tf, "method", "Email", "TOTP") {
+			return false
+		}
+		if tf["enabled"] == true && tf["method"] != "TOTP" && spec["emailVerified"] != true {
 			return false
 		}
 	}
