@@ -195,6 +195,10 @@ func TestTOTPRowHasTheDeviceNameAndAnOldRowIsCompletedOnce(t *testing.T) {
 	if got := e.totpRowForm(id); got != want {
 		t.Errorf("totp row\n got %s\nwant %s", got, want)
 	}
+	// Written in that form at enrolment: the email row and the totp row inserted, nothing rewritten.
+	if n := e.tableStatistics()["verifications"].changed; n != 2 {
+		t.Errorf("%d verifications rows changed creating the User, want 2 (the email and totp rows, inserted once)", n)
+	}
 
 	// The row as an older operator left it: no value, never used.
 	e.shutdown()
