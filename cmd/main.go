@@ -18,6 +18,7 @@ limitations under the License.
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"flag"
@@ -74,6 +75,7 @@ type settings struct {
 	bcryptCost, minPasswordLen   int
 	hashCosts                    password.CostRange
 	totpIssuer, languages        string
+	totpDeviceName               string
 	resync                       time.Duration
 	instanceID, timezone         string
 	clusterID, previousClusterID string
@@ -116,6 +118,9 @@ func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 		"2^(cost-12) checks at its own cost).")
 	fs.IntVar(&s.minPasswordLen, "min-password-length", 12, "Minimum length of cleartext passwords.")
 	fs.StringVar(&s.totpIssuer, "totp-issuer", "PUQcloud", "Issuer shown in authenticator apps for issued TOTP seeds.")
+	fs.StringVar(&s.totpDeviceName, "totp-device-name", "", "Device name of the authenticator rows the operator writes, "+
+		"shown by the panel at login (\"Use the Authenticator app on your device <name>\") and in the Verification Center. "+
+		"Empty: the --totp-issuer value, the name the seed has in the person's authenticator app.")
 	fs.StringVar(&s.languages, "languages", "en,uk,pl,fr", "The panel's enabled languages, comma-separated.")
 	fs.DurationVar(&s.resync, "resync-period", 10*time.Minute, "How often Ready objects are compared with the panel to "+
 		"repair drift and report panel-side changes.")
@@ -188,7 +193,7 @@ func run(s settings) error {
 	ctx := ctrl.SetupSignalHandler()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	store, err := panel.Open(openCtx, panel.Options{DSN: s.panelDSN, PasswordFile: s.panelPasswordFile, Location: loc,
-		Observe: controller.ObserveDatabase})
+		Observe: controller.ObserveDatabase, TOTPDeviceName: cmp.Or(s.totpDeviceName, s.totpIssuer)})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("cannot open the panel database: %w", err)

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
 )
 
 // loseTOTPSecretName clears status.totpSecretName, as if the status write that recorded it had
@@ -162,5 +164,87 @@ func TestTOTPSecretNotOwnedByTheUserIsNeverDeleted(t *testing.T) {
 				t.Errorf("Secret %s, not the User's, lost its key %s", name, k)
 			}
 		}
+	}
+}
+
+// totpRowForm is the User's totp row as the panel shows it: value and device_name, verified,
+// default, and whether last_used_at is set to its enrolment (created_at); never the seed.
+func (e *env) totpRowForm(userUUID string) string {
+	e.t.Helper()
+	return e.str("SELECT CONCAT(COALESCE(`value`, 'NULL'), '|', `device_name`, '|', `verified`, '|', `default`, '|', "+
+		"CASE WHEN `last_used_at` IS NULL THEN 'never used' WHEN `last_used_at` = `created_at` THEN 'used at enrolment' "+
+		"ELSE 'used later' END, '|', `updated_at`) FROM verifications WHERE user_uuid = ? AND type = 'totp'", userUUID)
+}
+
+// The authenticator row is the one the panel's own enrolment writes (its login prompt shows
+// value as the device), so the panel prints no "null"; a row an older operator wrote without a
+// device name is completed by one UPDATE, once; resyncs after that write nothing, and the person
+// still logs in with the authenticator's code.
+func TestTOTPRowHasTheDeviceNameAndAnOldRowIsCompletedOnce(t *testing.T) {
+	e := newEnv(t, withResync(500*time.Millisecond))
+	e.secret("jane-password", map[string]string{"password": testPassword})
+	u := e.newUser("jane", "jane@example.com", func(u *v1.User) {
+		u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP}
+	})
+	e.create(u)
+	id := e.waitUser(u, v1.ReasonReconciled).Status.UUID
+	seed := totpSeed(t, e)
+	e.waitReconciles("user", 2)
+	updated := e.str("SELECT updated_at FROM verifications WHERE user_uuid = ? AND type = 'totp'", id)
+	want := panel.DefaultTOTPDeviceName + "|" + panel.DefaultTOTPDeviceName + "|1|1|used at enrolment|" + updated
+	if got := e.totpRowForm(id); got != want {
+		t.Errorf("totp row\n got %s\nwant %s", got, want)
+	}
+	// Written in that form at enrolment: the email row and the totp row inserted, nothing rewritten.
+	if n := e.tableStatistics()["verifications"].changed; n != 2 {
+		t.Errorf("%d verifications rows changed creating the User, want 2 (the email and totp rows, inserted once)", n)
+	}
+
+	// The row as an older operator left it: no value, never used.
+	e.shutdown()
+	if _, err := e.db.Exec("UPDATE verifications SET `value` = NULL, `last_used_at` = NULL WHERE user_uuid = ? AND type = 'totp'",
+		id); err != nil {
+		t.Fatal(err)
+	}
+	before := e.dbStatements()
+	e.start()
+	e.eventually(30*time.Second, func() string {
+		if v := e.str("SELECT COALESCE(`value`, '') FROM verifications WHERE user_uuid = ? AND type = 'totp'", id); v == "" {
+			return "the totp row still has no value"
+		}
+		return ""
+	})
+	e.waitReconciles("user", 2)
+	after := e.dbStatements()
+	for _, c := range dbDataCounters {
+		want := int64(0)
+		if c == "Com_update" {
+			want = 1
+		}
+		if n := after[c] - before[c]; n != want {
+			t.Errorf("%s moved by %d while completing the old totp row, want %d", c, n, want)
+		}
+	}
+	completed := e.totpRowForm(id)
+	if !strings.HasPrefix(completed, panel.DefaultTOTPDeviceName+"|"+panel.DefaultTOTPDeviceName+"|1|1|used at enrolment|") {
+		t.Errorf("completed totp row = %s", completed)
+	}
+
+	// Resyncs after that write nothing, and last_used_at does not move.
+	e.waitReconciles("user", 3)
+	final := e.dbStatements()
+	for _, c := range dbWriteCounters {
+		if n := final[c] - after[c]; n != 0 {
+			t.Errorf("%s moved by %d during resyncs of a completed totp row", c, n)
+		}
+	}
+	if got := e.totpRowForm(id); got != completed {
+		t.Errorf("totp row moved during resyncs\n got %s\nwant %s", got, completed)
+	}
+	if msg := codeAsked(e.login("jane@example.com", testPassword, ""), "totp"); msg != "" {
+		t.Error(msg)
+	}
+	if msg := loggedIn(e.login("jane@example.com", testPassword, oathtoolCode(t, seed, loginTime))); msg != "" {
+		t.Error(msg)
 	}
 }

@@ -116,7 +116,7 @@ func (s *Store) createUser(ctx context.Context, tx *sql.Tx, d DesiredUser, hash 
 	if err != nil {
 		return Applied{}, err
 	}
-	vs, _, err := syncVerifications(ctx, tx, id, nil, d, now)
+	vs, _, err := syncVerifications(ctx, tx, id, nil, d, s.device, now)
 	if err != nil {
 		return Applied{}, err
 	}
@@ -162,7 +162,7 @@ func (s *Store) changeUser(ctx context.Context, tx *sql.Tx, c UserChange, hash s
 	after := maps.Clone(before)
 	if c.Desired != nil {
 		var verificationChanges []string
-		vs, verificationChanges, err = syncVerifications(ctx, tx, c.UUID, vs, *c.Desired, s.timestamp())
+		vs, verificationChanges, err = syncVerifications(ctx, tx, c.UUID, vs, *c.Desired, s.device, s.timestamp())
 		if err != nil {
 			return Applied{}, err
 		}

@@ -22,6 +22,7 @@ type Snapshot struct {
 
 	row           row
 	verifications []verification
+	device        string // the store's TOTP device name
 }
 
 // User is the panel user as the snapshot saw it.
@@ -36,7 +37,7 @@ func (s *Snapshot) Matches(d DesiredUser) (User, bool) {
 		return User{}, false
 	}
 	vs := slices.Clone(s.verifications)
-	vs, changed, err := syncVerifications(context.Background(), nil, s.UUID, vs, d, "")
+	vs, changed, err := syncVerifications(context.Background(), nil, s.UUID, vs, d, s.device, "")
 	if err != nil || len(changed) > 0 {
 		return User{}, false
 	}
@@ -124,7 +125,7 @@ func (s *Store) Snapshots(ctx context.Context, userUUIDs []string) (_ map[string
 		}
 	}
 	for _, id := range userUUIDs {
-		out[id] = &Snapshot{UUID: id}
+		out[id] = &Snapshot{UUID: id, device: s.device}
 	}
 	rows, err := s.db.QueryContext(ctx, s.snapshotQuery(len(userUUIDs)), args...)
 	if err != nil {
@@ -204,9 +205,10 @@ func SnapshotOf(userUUID string, d DesiredUser, b *Binding, clients []UserClient
 			r[c] = *v
 		}
 	}
-	vs, _, _ := syncVerifications(context.Background(), nil, userUUID, nil, d, "")
+	vs, _, _ := syncVerifications(context.Background(), nil, userUUID, nil, d, DefaultTOTPDeviceName, "")
 	for i := range vs {
 		vs[i].fresh = false
 	}
-	return &Snapshot{UUID: userUUID, Exists: true, Binding: b, Clients: clients, row: r, verifications: vs}
+	return &Snapshot{UUID: userUUID, Exists: true, Binding: b, Clients: clients, row: r, verifications: vs,
+		device: DefaultTOTPDeviceName}
 }

@@ -7,6 +7,7 @@
 package panel
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 	"modernc.org/sqlite"
@@ -52,6 +54,10 @@ type Options struct {
 	// OperationTimeout bounds each store operation: one query, or one transaction from BEGIN to
 	// COMMIT. Zero means DefaultOperationTimeout.
 	OperationTimeout time.Duration
+	// TOTPDeviceName is the device name of the authenticator rows the operator writes: the
+	// panel shows it at login ("Use the Authenticator app on your device <name>") and in the
+	// Verification Center. Empty means DefaultTOTPDeviceName.
+	TOTPDeviceName string
 }
 
 // DefaultOperationTimeout is the deadline of one store operation. The operator's queries touch a
@@ -83,6 +89,7 @@ type Store struct {
 	now     func() time.Time
 	observe func(op string, d time.Duration, err error)
 	timeout time.Duration // of one operation
+	device  string        // TOTPDeviceName
 }
 
 //go:embed schema_sqlite.sql
@@ -94,7 +101,11 @@ var registerCollation sync.Once
 // and column the operator uses exists; on SQLite it creates the panel tables when missing. Either
 // way it creates the operator's own binding tables when missing.
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	s := &Store{loc: opts.Location, now: opts.Now, observe: opts.Observe, timeout: opts.OperationTimeout}
+	s := &Store{loc: opts.Location, now: opts.Now, observe: opts.Observe, timeout: opts.OperationTimeout,
+		device: cmp.Or(opts.TOTPDeviceName, DefaultTOTPDeviceName)}
+	if utf8.RuneCountInString(s.device) > 255 || strings.ContainsRune(s.device, 0) {
+		return nil, fmt.Errorf("%w: the TOTP device name is longer than 255 characters or holds a NUL character", ErrInvalid)
+	}
 	if s.timeout <= 0 {
 		s.timeout = DefaultOperationTimeout
 	}

@@ -1140,3 +1140,140 @@ func (f fixture) commits(t *testing.T) int {
 	}
 	return f.count(t, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'COM_COMMIT'")
 }
+
+// totpRow is the user's totp verification row, column by column in table order (NULL as "NULL"),
+// with the secret shown only as whether it is the seed, so no seed reaches the test output.
+func (f fixture) totpRow(t *testing.T, userUUID, seed string) string {
+	t.Helper()
+	cols := []string{"`type`", "`value`", "CASE WHEN `secret` = ? THEN 'the seed' ELSE 'another secret' END", "`device_name`",
+		"`verified`", "`default`", "`expires_at`", "`last_used_at`", "`created_at`", "`updated_at`"}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := f.db.QueryRow("SELECT "+strings.Join(cols, ", ")+" FROM verifications WHERE user_uuid = ? AND type = 'totp'",
+		seed, userUUID).Scan(ptrs...); err != nil {
+		t.Fatalf("read the totp row: %v", err)
+	}
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = v.String
+		if !v.Valid {
+			out[i] = "NULL"
+		}
+	}
+	return strings.Join(out, "|")
+}
+
+// serverStatements is MariaDB's count of each named statement kind, server-wide (COM_UPDATE ...).
+func (f fixture) serverStatements(t *testing.T) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, name := range []string{"COM_INSERT", "COM_UPDATE", "COM_DELETE"} {
+		out[name] = f.count(t, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?", name)
+	}
+	return out
+}
+
+func TestTOTPRowIsWrittenAsThePanelsEnrolmentWritesIt(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		opts := f.opts
+		opts.TOTPDeviceName = "PUQcloud (work)"
+		s, err := panel.Open(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		d := jane()
+		d.TwoFactor, d.DefaultMethod, d.TOTPSecret = true, panel.MethodTOTP, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+		u, err := s.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "totp|PUQcloud (work)|the seed|PUQcloud (work)|1|1|NULL|2026-11-27 10:00:00|2026-11-27 10:00:00|2026-11-27 10:00:00"
+		if got := f.totpRow(t, u.UUID, d.TOTPSecret); got != want {
+			t.Errorf("totp row\n got %s\nwant %s", got, want)
+		}
+		// A resync later writes nothing: last_used_at stays the enrolment's (or the panel's own).
+		f.tick()
+		snap, err := s.Snapshot(ctx, u.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := snap.Matches(d); !ok {
+			t.Error("the snapshot of a user just written does not match its spec")
+		}
+		writes := f.serverWrites(t)
+		if _, changed, err := s.ApplyUser(ctx, u.UUID, d, snap); err != nil || len(changed) != 0 {
+			t.Errorf("same seed again changed %v (%v)", changed, err)
+		}
+		if w := f.serverWrites(t); w != writes {
+			t.Errorf("the no-op apply wrote %d statements", w-writes)
+		}
+		if got := f.totpRow(t, u.UUID, d.TOTPSecret); got != want {
+			t.Errorf("totp row after a no-op apply\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+func TestTOTPRowWithoutDeviceNameIsCompletedOnce(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		d := jane()
+		d.TwoFactor, d.DefaultMethod, d.TOTPSecret = true, panel.MethodTOTP, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The row as an older operator wrote it: no value, never used.
+		if _, err := f.db.Exec("UPDATE verifications SET `value` = NULL, `last_used_at` = NULL WHERE user_uuid = ? AND type = 'totp'",
+			u.UUID); err != nil {
+			t.Fatal(err)
+		}
+		f.tick()
+		snap, err := f.store.Snapshot(ctx, u.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := snap.Matches(d); ok {
+			t.Error("a totp row without a device name matches the spec; the resync would never complete it")
+		}
+		var before map[string]int
+		if f.store.Engine() == panel.EngineMySQL {
+			before = f.serverStatements(t)
+		}
+		if _, changed, err := f.store.ApplyUser(ctx, u.UUID, d, nil); err != nil || !slices.Equal(changed, []string{"totp"}) {
+			t.Errorf("completing the row changed %v (%v), want [totp]", changed, err)
+		}
+		if before != nil {
+			after := f.serverStatements(t)
+			for name, want := range map[string]int{"COM_INSERT": 0, "COM_UPDATE": 1, "COM_DELETE": 0} {
+				if got := after[name] - before[name]; got != want {
+					t.Errorf("%s: %d statements, want %d", name, got, want)
+				}
+			}
+		}
+		want := "totp|" + panel.DefaultTOTPDeviceName + "|the seed|" + panel.DefaultTOTPDeviceName +
+			"|1|1|NULL|2026-11-27 10:00:00|2026-11-27 10:00:00|2026-11-27 10:01:00"
+		if got := f.totpRow(t, u.UUID, d.TOTPSecret); got != want {
+			t.Errorf("completed totp row\n got %s\nwant %s", got, want)
+		}
+		// Once: the next resync writes nothing.
+		f.tick()
+		if snap, err = f.store.Snapshot(ctx, u.UUID); err != nil {
+			t.Fatal(err)
+		}
+		writes := f.serverWrites(t)
+		if _, changed, err := f.store.ApplyUser(ctx, u.UUID, d, snap); err != nil || len(changed) != 0 {
+			t.Errorf("a second apply changed %v (%v)", changed, err)
+		}
+		if w := f.serverWrites(t); w != writes {
+			t.Errorf("the second apply wrote %d statements", w-writes)
+		}
+		if got := f.totpRow(t, u.UUID, d.TOTPSecret); got != want {
+			t.Errorf("totp row after the second apply\n got %s\nwant %s", got, want)
+		}
+	})
+}

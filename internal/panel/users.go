@@ -34,9 +34,9 @@ const (
 	MethodTOTP  Method = "totp"
 )
 
-// TOTPDeviceName is the device name of the authenticator rows the operator writes, as the user
-// sees it in the panel's list of verification methods.
-const TOTPDeviceName = "Authenticator app"
+// DefaultTOTPDeviceName is the device name of the authenticator rows the operator writes when
+// Options.TOTPDeviceName is empty.
+const DefaultTOTPDeviceName = "Authenticator app"
 
 // DesiredUser is what the operator wants a panel user to be. Only these columns are managed;
 // notes, reset tokens, remember tokens and everything else stay the panel's.
@@ -317,10 +317,11 @@ func (s *Store) readVerifications(ctx context.Context, q querier, userUUID strin
 }
 
 // syncVerifications makes the verification rows vs (read locked in tx) match d, the panel's way: a
-// row for the current email holding "verified", the operator's totp row holding its seed, and
-// exactly one default row. With a nil tx it writes nothing and only reports what it would change.
-func syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, vs []verification, d DesiredUser, now string) (
-	[]verification, []string, error) {
+// row for the current email holding "verified", the operator's totp row holding its seed under
+// the device name device, and exactly one default row. With a nil tx it writes nothing and only
+// reports what it would change.
+func syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, vs []verification, d DesiredUser, device,
+	now string) ([]verification, []string, error) {
 	exec := func(query string, args ...any) error {
 		if tx == nil {
 			return nil
@@ -358,6 +359,18 @@ func syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, vs []ve
 			}
 			if v.Type == string(MethodTOTP) {
 				totpRow = len(keep)
+				if v.Value == "" {
+					// Written by an older operator without a device name: the panel's login
+					// prompt printed "null". Brought to the enrolment's form once; its last use is
+					// the panel's own record when it has one, else the enrolment (created_at).
+					if err := exec("UPDATE verifications SET `value` = ?, `device_name` = ?, "+
+						"`last_used_at` = COALESCE(`last_used_at`, `created_at`), `updated_at` = ? WHERE uuid = ?",
+						device, device, now, v.UUID); err != nil {
+						return nil, nil, err
+					}
+					v.Value = device
+					changed = appendOnce(changed, "totp")
+				}
 			}
 			keep = append(keep, v)
 		}
@@ -365,8 +378,11 @@ func syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, vs []ve
 		emailRow = slices.IndexFunc(vs, func(v verification) bool { return v.Type == "email" && Fold(v.Value) == Fold(d.Email) })
 	}
 	if d.TOTPSecret != "" && totpRow < 0 {
-		vs = append(vs, verification{UUID: uuid.NewString(), Type: string(MethodTOTP), Secret: d.TOTPSecret, Verified: true,
-			fresh: true})
+		if strings.Contains(device, d.TOTPSecret) {
+			return nil, nil, fmt.Errorf("%w: the TOTP device name holds the seed", ErrInvalid)
+		}
+		vs = append(vs, verification{UUID: uuid.NewString(), Type: string(MethodTOTP), Value: device,
+			Secret: d.TOTPSecret, Verified: true, fresh: true})
 		totpRow = len(vs) - 1
 		changed = appendOnce(changed, "totp")
 	}
@@ -398,12 +414,13 @@ func syncVerifications(ctx context.Context, tx *sql.Tx, userUUID string, vs []ve
 
 // insertVerification inserts a verification row in the panel's form: an email row as the panel
 // writes one for a new address (a 6-digit code, device "system", expired at once), or the
-// operator's authenticator row.
+// operator's authenticator row as the panel's own enrolment writes one (value and device_name the
+// device name, last used now, verified, the seed in plain text).
 func insertVerification(exec func(string, ...any) error, userUUID string, v verification, now string) error {
 	if v.Type == string(MethodTOTP) {
-		return exec("INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, "+
-			"`device_name`, `verified`, `default`, `created_at`, `updated_at`) VALUES (?, ?, 'totp', NULL, ?, ?, 1, ?, ?, ?)",
-			v.UUID, userUUID, v.Secret, TOTPDeviceName, boolInt(v.Default), now, now)
+		return exec("INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, `device_name`, "+
+			"`verified`, `default`, `last_used_at`, `created_at`, `updated_at`) VALUES (?, ?, 'totp', ?, ?, ?, 1, ?, ?, ?, ?)",
+			v.UUID, userUUID, v.Value, v.Secret, v.Value, boolInt(v.Default), now, now, now)
 	}
 	return exec("INSERT INTO verifications (`uuid`, `user_uuid`, `type`, `value`, `secret`, "+
 		"`device_name`, `verified`, `default`, `expires_at`, `created_at`, `updated_at`) "+
