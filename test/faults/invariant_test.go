@@ -69,7 +69,7 @@ func TestInvariantGoesRedForEachBrokenClause(t *testing.T) {
 	t.Run("a panel user's column changed behind the operator's back", func(t *testing.T) {
 		exec("UPDATE users SET firstname = 'Mallory' WHERE uuid = ?", bob)
 		wantViolation(t, w, ClauseOneUser, `firstname is "Mallory"`)
-		exec("UPDATE users SET firstname = 'Ada' WHERE uuid = ?", bob)
+		exec("UPDATE users SET firstname = 'Grace' WHERE uuid = ?", bob)
 		wantClean(t, w)
 	})
 	t.Run("a password the person's Secret does not open", func(t *testing.T) {
@@ -162,7 +162,7 @@ func TestInvariantGoesRedForEachBrokenClause(t *testing.T) {
 		}
 		update("Robert")
 		wantViolation(t, w, ClauseConditions, "User bob is Ready for generation")
-		update("Ada")
+		update("Grace")
 		u.Status.ObservedGeneration = u.Generation
 		if err := k8s.Status().Update(ctx, &u); err != nil {
 			t.Fatal(err)
