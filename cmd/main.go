@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,6 +76,7 @@ type settings struct {
 	bcryptCost, minPasswordLen   int
 	hashCosts                    password.CostRange
 	totpIssuer, languages        string
+	defaultLanguage              string
 	totpDeviceName               string
 	resync                       time.Duration
 	instanceID, timezone         string
@@ -121,7 +123,11 @@ func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 	fs.StringVar(&s.totpDeviceName, "totp-device-name", "", "Device name of the authenticator rows the operator writes, "+
 		"shown by the panel at login (\"Use the Authenticator app on your device <name>\") and in the Verification Center. "+
 		"Empty: the --totp-issuer value, the name the seed has in the person's authenticator app.")
-	fs.StringVar(&s.languages, "languages", "en,uk,pl,fr", "The panel's enabled languages, comma-separated.")
+	fs.StringVar(&s.languages, "languages", "en,uk,pl,fr", "The panel's enabled client languages, comma-separated: "+
+		"its APP_AVAILABLE_LOCALE_CLIENT.")
+	fs.StringVar(&s.defaultLanguage, "default-language", "", "The panel's default client language "+
+		"(config('locale.client.default')), written for Users without spec.language whose panel language is empty or not "+
+		"one of --languages; one of --languages. Empty: the first of --languages.")
 	fs.DurationVar(&s.resync, "resync-period", 10*time.Minute, "How often Ready objects are compared with the panel to "+
 		"repair drift and report panel-side changes.")
 	fs.StringVar(&s.instanceID, "instance-id", "default", "Names this operator in the binding tables; two operators of one "+
@@ -190,6 +196,11 @@ func run(s settings) error {
 		return fmt.Errorf("--bcrypt-cost=%d is outside --password-hash-min-cost=%d and --password-hash-max-cost=%d; "+
 			"raise or lower one of them", s.bcryptCost, s.hashCosts.Min, s.hashCosts.Max)
 	}
+	languages := splitList(s.languages)
+	defaultLanguage, err := defaultLanguage(languages, s.defaultLanguage)
+	if err != nil {
+		return err
+	}
 	ctx := ctrl.SetupSignalHandler()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	store, err := panel.Open(openCtx, panel.Options{DSN: s.panelDSN, PasswordFile: s.panelPasswordFile, Location: loc,
@@ -240,7 +251,7 @@ func run(s settings) error {
 	opts := controller.Options{
 		InstanceID: s.instanceID, ClusterID: cluster, PreviousClusterID: s.previousClusterID,
 		BcryptCost: s.bcryptCost, HashCosts: s.hashCosts, PasswordPolicy: password.Policy{MinLength: s.minPasswordLen},
-		Languages: splitList(s.languages), TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
+		Languages: languages, DefaultLanguage: defaultLanguage, TOTPIssuer: s.totpIssuer, ResyncPeriod: s.resync,
 		MaxConcurrentReconciles: s.maxConcurrent, MaxConcurrentHashes: s.maxHashes, Namespaces: splitList(s.namespaces),
 	}
 	if err := controller.Setup(ctx, mgr, store, opts); err != nil {
@@ -256,7 +267,7 @@ func run(s settings) error {
 		return err
 	}
 	setupLog.Info("Starting manager", "instanceID", s.instanceID, "clusterID", cluster, "previousClusterID",
-		s.previousClusterID, "languages", opts.Languages)
+		s.previousClusterID, "languages", opts.Languages, "defaultLanguage", opts.DefaultLanguage)
 	return mgr.Start(ctx)
 }
 
@@ -295,6 +306,23 @@ func namespaceConfig(v string) map[string]crcache.Config {
 		out[ns] = crcache.Config{}
 	}
 	return out
+}
+
+// defaultLanguage is the --default-language value checked against --languages: the flag, else
+// the first language.
+func defaultLanguage(languages []string, flagValue string) (string, error) {
+	if flagValue == "" {
+		if len(languages) == 0 {
+			return "", nil
+		}
+		return languages[0], nil
+	}
+	if !slices.Contains(languages, flagValue) {
+		return "", fmt.Errorf("--default-language=%s is not one of --languages=%s; set both as the panel has them: "+
+			"--languages to its APP_AVAILABLE_LOCALE_CLIENT, --default-language to its config('locale.client.default')",
+			flagValue, strings.Join(languages, ","))
+	}
+	return flagValue, nil
 }
 
 func splitList(v string) []string {

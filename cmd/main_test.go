@@ -115,3 +115,25 @@ func TestInvalidEnvironmentVariableIsRefusedByName(t *testing.T) {
 		t.Errorf("PUQ_RESYNC_PERIOD=often: %v, want an error naming the variable", err)
 	}
 }
+
+// --default-language defaults to the first of --languages, and one the panel does not offer stops
+// the manager at start with an error naming both flags and the panel settings they mirror.
+func TestDefaultLanguageMustBeOneOfTheLanguages(t *testing.T) {
+	for _, c := range []struct {
+		flag, want string
+		err        bool
+	}{
+		{"", "en", false},
+		{"pl", "pl", false},
+		{"de", "", true},
+	} {
+		got, err := defaultLanguage([]string{"en", "uk", "pl"}, c.flag)
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("--default-language=%q: %q, %v; want %q (error %v)", c.flag, got, err, c.want, c.err)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "--languages=en,uk,pl") ||
+			!strings.Contains(err.Error(), "locale.client.default")) {
+			t.Errorf("--default-language=%q: the error does not say what to set: %v", c.flag, err)
+		}
+	}
+}

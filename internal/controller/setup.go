@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -23,6 +25,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, store *panel.Store, opts Optio
 	}
 	if !opts.HashCosts.Contains(opts.BcryptCost) {
 		return fmt.Errorf("bcrypt cost %d is outside the accepted password hash costs, %s", opts.BcryptCost, opts.HashCosts)
+	}
+	if opts.DefaultLanguage != "" && !slices.Contains(opts.Languages, opts.DefaultLanguage) {
+		return fmt.Errorf("the default language %q is not one of the languages %s", opts.DefaultLanguage,
+			strings.Join(opts.Languages, ", "))
 	}
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("cannot set up field indexes: %w", err)

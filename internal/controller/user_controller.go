@@ -52,8 +52,12 @@ type Options struct {
 	HashCosts password.CostRange
 	// PasswordPolicy checks cleartext passwords.
 	PasswordPolicy password.Policy
-	// Languages are the panel's enabled locales.
+	// Languages are the panel's enabled client locales (its APP_AVAILABLE_LOCALE_CLIENT).
 	Languages []string
+	// DefaultLanguage is the panel's default client locale (config('locale.client.default')):
+	// written for a User without spec.language whose panel language is NULL, empty or not one of
+	// Languages, as the panel's client-area middleware writes it. Empty: the first of Languages.
+	DefaultLanguage string
 	// TOTPIssuer labels issued authenticator seeds.
 	TOTPIssuer string
 	// ResyncPeriod is how often a Ready object is re-read from the panel to repair drift.
@@ -316,6 +320,15 @@ func (r *UserReconciler) ownedTOTPSecret(ctx context.Context, user *v1.User) (*c
 	return secret, nil
 }
 
+// defaultLanguage is the panel's default client locale: DefaultLanguage, else the first of
+// Languages.
+func (o Options) defaultLanguage() string {
+	if o.DefaultLanguage != "" || len(o.Languages) == 0 {
+		return o.DefaultLanguage
+	}
+	return o.Languages[0]
+}
+
 // wantsTOTP reports whether the User asks for an authenticator app as its second factor.
 func wantsTOTP(user *v1.User) bool {
 	return user.Spec.TwoFactor.Enabled && user.Spec.TwoFactor.Method == v1.TwoFactorMethodTOTP
@@ -323,12 +336,12 @@ func wantsTOTP(user *v1.User) bool {
 
 // desiredFields is the panel user the spec asks for, except the TOTP seed and its withdrawal
 // (decided from the TOTP Secret by planTOTP).
-func desiredFields(user *v1.User) panel.DesiredUser {
+func desiredFields(o Options, user *v1.User) panel.DesiredUser {
 	s := user.Spec
 	d := panel.DesiredUser{
 		Email: strings.TrimSpace(s.Email), FirstName: s.FirstName, LastName: s.LastName, Phone: s.Phone,
 		Language: s.Language, AdminNotes: s.AdminNotes, PhoneVerified: s.PhoneVerified, EmailVerified: s.EmailVerified,
-		TwoFactor: s.TwoFactor.Enabled,
+		TwoFactor: s.TwoFactor.Enabled, ClientLanguages: o.Languages, DefaultLanguage: o.defaultLanguage(),
 	}
 	switch s.State {
 	case v1.UserStateActive:

@@ -155,7 +155,7 @@ func planUser(o Options, f userFacts) userPlan {
 	if stop, incomplete := planPassword(o, f, applied, &p); stop != nil || incomplete {
 		return userPlan{stop: stop, incomplete: incomplete}
 	}
-	d := desiredFields(user)
+	d := desiredFields(o, user)
 	if stop, incomplete := planTOTP(f, &d, &p); stop != nil || incomplete {
 		return userPlan{stop: stop, incomplete: incomplete}
 	}

@@ -35,7 +35,7 @@ func TestPlanUserClaimsBindingsByUIDAndCluster(t *testing.T) {
 			ClusterID: cluster, SecretVersion: "s/1"}
 	}
 	facts := func(u *v1.User, b *panel.Binding, via panel.Via) userFacts {
-		return userFacts{user: u, found: panel.Located{Snapshot: panel.SnapshotOf("p-1", desiredFields(u), b, nil), Via: via},
+		return userFacts{user: u, found: panel.Located{Snapshot: panel.SnapshotOf("p-1", desiredFields(opts, u), b, nil), Via: via},
 			password: secretFacts{read: true, value: "correct horse battery staple", version: "s/1"}}
 	}
 	for _, tc := range []struct {

@@ -32,7 +32,7 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			InstanceID: "test", SecretVersion: version}
 	}
 	snapOf := func(u *v1.User, b *panel.Binding) *panel.Snapshot {
-		return panel.SnapshotOf("p-1", desiredFields(u), b, nil)
+		return panel.SnapshotOf("p-1", desiredFields(opts, u), b, nil)
 	}
 	read := func(value, version string) secretFacts {
 		return secretFacts{read: true, value: value, version: version}
@@ -201,7 +201,7 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 		}, want{stop: "TOTPSecretConflict", msg: "ns/jane-totp"}},
 		{"TOTP off with an owned Secret left (a lost status write): withdraw the seed", func() userFacts {
 			u := base()
-			d := desiredFields(u)
+			d := desiredFields(opts, u)
 			d.TOTPSecret, d.DefaultMethod = "SEED", panel.MethodTOTP
 			snap := panel.SnapshotOf("p-1", d, own(u, "s/1"), nil)
 			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
@@ -209,7 +209,7 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 		}, want{write: true, withdraw: true, version: "s/1"}},
 		{"TOTP off, the seed's Secret deleted by hand: the panel's seed still goes, no Secret is deleted", func() userFacts {
 			u := base(func(u *v1.User) { u.Status.TOTPSecretName = "jane-totp" })
-			d := desiredFields(u)
+			d := desiredFields(opts, u)
 			d.TOTPSecret, d.DefaultMethod = "SEED", panel.MethodTOTP
 			snap := panel.SnapshotOf("p-1", d, own(u, "s/1"), nil)
 			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},
@@ -217,7 +217,7 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 		}, want{write: true, version: "s/1"}},
 		{"TOTP off and a seed the person enrolled in the panel themselves stays", func() userFacts {
 			u := base()
-			d := desiredFields(u)
+			d := desiredFields(opts, u)
 			d.TOTPSecret, d.DefaultMethod = "THEIRS", panel.MethodTOTP
 			snap := panel.SnapshotOf("p-1", d, own(u, "s/1"), nil)
 			return userFacts{user: u, found: panel.Located{Snapshot: snap, Via: panel.ViaStatus},

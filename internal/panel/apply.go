@@ -111,7 +111,7 @@ func (s *Store) createUser(ctx context.Context, tx *sql.Tx, d DesiredUser, hash 
 		"`two_factor`, `disable`, `firstname`, `lastname`, `email_verified`, `phone_verified`, `language`, "+
 		"`admin_notes`, `created_at`, `updated_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		id, d.Email, nullable(d.Phone), hash, status, boolInt(d.TwoFactor), boolInt(disable), d.FirstName,
-		nullable(d.LastName), boolInt(d.EmailVerified), boolInt(d.PhoneVerified), nullable(d.Language),
+		nullable(d.LastName), boolInt(d.EmailVerified), boolInt(d.PhoneVerified), d.languageColumn(nil),
 		nullable(d.AdminNotes), now, now)
 	if err != nil {
 		return Applied{}, err
@@ -166,7 +166,7 @@ func (s *Store) changeUser(ctx context.Context, tx *sql.Tx, c UserChange, hash s
 		if err != nil {
 			return Applied{}, err
 		}
-		want := desiredColumns(*c.Desired)
+		want := desiredColumns(*c.Desired, before)
 		cols := changedColumns(before, want)
 		if slices.Contains(cols, "phone_number") {
 			if err := phoneTaken(ctx, tx, c.Desired.Phone, c.UUID); err != nil {

@@ -33,7 +33,7 @@ func (s *Snapshot) Email() string { return s.row["email"] }
 
 // Matches reports whether ApplyUser(d) would write nothing, and the user as it is.
 func (s *Snapshot) Matches(d DesiredUser) (User, bool) {
-	if !s.Exists || len(changedColumns(s.row, desiredColumns(d))) > 0 {
+	if !s.Exists || len(changedColumns(s.row, desiredColumns(d, s.row))) > 0 {
 		return User{}, false
 	}
 	vs := slices.Clone(s.verifications)
@@ -200,7 +200,7 @@ func sortClients(cs []UserClient) {
 // binding b and that has the clients: for planners' table tests, which decide without a database.
 func SnapshotOf(userUUID string, d DesiredUser, b *Binding, clients []UserClient) *Snapshot {
 	r := row{"uuid": userUUID, "status": "new", "disable": "0"}
-	for c, v := range desiredColumns(d) {
+	for c, v := range desiredColumns(d, nil) {
 		if v != nil {
 			r[c] = *v
 		}

@@ -1277,3 +1277,58 @@ func TestTOTPRowWithoutDeviceNameIsCompletedOnce(t *testing.T) {
 		}
 	})
 }
+
+// An empty language leaves a person's own enabled choice alone and otherwise writes the panel's
+// default client locale, the value its client-area middleware would save at the next visit: a
+// NULL, empty or disabled language never survives an apply, so the two never write in turn.
+func TestEmptyLanguageKeepsAnEnabledChoiceAndElseWritesTheDefault(t *testing.T) {
+	engines(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		d := jane()
+		d.Language = ""
+		d.ClientLanguages, d.DefaultLanguage = []string{"en", "uk", "pl", "fr"}, "uk"
+		u, err := f.store.CreateUser(ctx, d, testHash(t, "correct horse battery"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.str(t, "SELECT language FROM users WHERE uuid = ?", u.UUID); got != "uk" {
+			t.Errorf("a new user with an empty language got %q, want the default uk", got)
+		}
+		for _, c := range []struct {
+			name         string
+			panel        any // the panel's language before the apply; nil for NULL
+			spec         string
+			want         string
+			wantActivity int
+		}{
+			{"NULL becomes the default", nil, "", "uk", 1},
+			{"empty becomes the default", "", "", "uk", 1},
+			{"an enabled choice is kept", "pl", "", "pl", 0},
+			{"a locale the panel does not offer becomes the default", "xx", "", "uk", 1},
+			{"spec.language is written", "pl", "fr", "fr", 1},
+		} {
+			if _, err := f.db.Exec("UPDATE users SET language = ? WHERE uuid = ?", c.panel, u.UUID); err != nil {
+				t.Fatal(err)
+			}
+			logs := f.count(t, "SELECT COUNT(*) FROM activity_logs WHERE model_uuid = ?", u.UUID)
+			want := d
+			want.Language = c.spec
+			if _, _, err := f.store.ApplyUser(ctx, u.UUID, want, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.str(t, "SELECT language FROM users WHERE uuid = ?", u.UUID); got != c.want {
+				t.Errorf("%s: language %q, want %q", c.name, got, c.want)
+			}
+			if n := f.count(t, "SELECT COUNT(*) FROM activity_logs WHERE model_uuid = ?", u.UUID) - logs; n != c.wantActivity {
+				t.Errorf("%s: %d activity rows, want %d", c.name, n, c.wantActivity)
+			}
+			snaps, err := f.store.Snapshots(ctx, []string{u.UUID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := snaps[u.UUID].Matches(want); !ok {
+				t.Errorf("%s: the snapshot after the apply does not match, so the resync would write again", c.name)
+			}
+		}
+	})
+}

@@ -41,16 +41,25 @@ const DefaultTOTPDeviceName = "Authenticator app"
 // DesiredUser is what the operator wants a panel user to be. Only these columns are managed;
 // notes, reset tokens, remember tokens and everything else stay the panel's.
 type DesiredUser struct {
-	Email         string
-	FirstName     string
-	LastName      string
-	Phone         string // E.164, "" stored as NULL
-	Language      string
-	AdminNotes    string
-	PhoneVerified bool
-	EmailVerified bool // kept in the verifications row for the current email, as the panel does
-	TwoFactor     bool
-	State         State
+	Email     string
+	FirstName string
+	LastName  string
+	Phone     string // E.164, "" stored as NULL
+	// Language is written as given; "" leaves the person's own choice (see ClientLanguages).
+	Language   string
+	AdminNotes string
+	// ClientLanguages are the panel's enabled client locales (APP_AVAILABLE_LOCALE_CLIENT) and
+	// DefaultLanguage its default client locale (config('locale.client.default')). With an empty
+	// Language, a panel language that is one of ClientLanguages is the person's own choice and is
+	// kept; NULL, empty or any other value becomes DefaultLanguage, the value the panel's
+	// client-area middleware saves at the person's next visit (writing anything else would start
+	// a write fight with it). An empty DefaultLanguage writes NULL.
+	ClientLanguages []string
+	DefaultLanguage string
+	PhoneVerified   bool
+	EmailVerified   bool // kept in the verifications row for the current email, as the panel does
+	TwoFactor       bool
+	State           State
 	// DefaultMethod makes the email row or the totp row the default verification.
 	DefaultMethod Method
 	// TOTPSecret is the authenticator seed (base32) the user's totp row must hold; with
@@ -177,7 +186,9 @@ func changedColumns(before row, want map[string]*string) []string {
 var managedColumns = []string{"email", "phone_number", "status", "two_factor", "disable", "firstname",
 	"lastname", "email_verified", "phone_verified", "language", "admin_notes"}
 
-func desiredColumns(d DesiredUser) map[string]*string {
+// desiredColumns are the managed columns d wants of a user row that is now before (nil for a
+// user not yet created).
+func desiredColumns(d DesiredUser, before row) map[string]*string {
 	str := func(v string) *string { return &v }
 	opt := func(v string) *string {
 		if v == "" {
@@ -189,13 +200,29 @@ func desiredColumns(d DesiredUser) map[string]*string {
 	cols := map[string]*string{
 		"email": str(d.Email), "phone_number": opt(d.Phone), "two_factor": flag(d.TwoFactor),
 		"firstname": str(d.FirstName), "lastname": opt(d.LastName), "email_verified": flag(d.EmailVerified),
-		"phone_verified": flag(d.PhoneVerified), "language": opt(d.Language), "admin_notes": opt(d.AdminNotes),
+		"phone_verified": flag(d.PhoneVerified), "language": d.languageColumn(before), "admin_notes": opt(d.AdminNotes),
 	}
 	if d.State != StateUnmanaged {
 		cols["status"] = str(string(d.State))
 		cols["disable"] = flag(d.State == StateInactive)
 	}
 	return cols
+}
+
+// languageColumn is the language d wants of a user row that is now before: spec.language when
+// set, else the person's own enabled choice, else the panel's default client locale.
+func (d DesiredUser) languageColumn(before row) *string {
+	if d.Language != "" {
+		return &d.Language
+	}
+	if have, ok := before["language"]; ok && slices.Contains(d.ClientLanguages, have) {
+		return &have
+	}
+	if d.DefaultLanguage == "" {
+		return nil
+	}
+	v := d.DefaultLanguage
+	return &v
 }
 
 // updateUserColumns writes the columns cols (values from want) and, when hash is set, the password,
