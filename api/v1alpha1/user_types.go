@@ -163,7 +163,9 @@ type UserSpec struct {
 	Phone string `json:"phone,omitempty"`
 
 	// language is the user's panel UI language, a locale code such as "en" or "pt_BR". It must be
-	// one of the languages the operator is configured with (--languages).
+	// one of the languages the operator is configured with (--languages). Unset, the person chooses
+	// their own in the client area: an enabled choice is kept, anything else becomes the panel's
+	// default client locale (--default-language).
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[a-z]{2}(_[A-Z]{2})?$`
 	Language string `json:"language,omitempty"`
