@@ -172,10 +172,11 @@ const samplePolicy = "config/samples/panel_v1alpha1_panelaccesspolicy.yaml"
 // waitPolicyReady waits until the manager has judged every PanelAccessPolicy (Ready at its
 // generation): it then holds them in its cache, and the Users applied next are judged by them.
 func waitPolicyReady(ctx context.Context, cl client.Client, exited <-chan error) error {
-	deadline := time.After(time.Minute)
-	for {
+	return poll(ctx, exited, time.Minute, 200*time.Millisecond, func() ([]string, error) {
 		var policies v1.PanelAccessPolicyList
-		err := cl.List(ctx, &policies)
+		if err := cl.List(ctx, &policies); err != nil {
+			return nil, err
+		}
 		pending := []string{}
 		for _, p := range policies.Items {
 			c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
@@ -183,7 +184,20 @@ func waitPolicyReady(ctx context.Context, cl client.Client, exited <-chan error)
 				pending = append(pending, "PanelAccessPolicy "+p.Name)
 			}
 		}
-		if err == nil && len(policies.Items) > 0 && len(pending) == 0 {
+		if len(policies.Items) == 0 {
+			pending = append(pending, "no PanelAccessPolicy yet")
+		}
+		return pending, nil
+	})
+}
+
+// poll calls check every `every` until it reports nothing pending, the manager exits, ctx ends or
+// timeout passes (then the error lists what was still pending).
+func poll(ctx context.Context, exited <-chan error, timeout, every time.Duration, check func() ([]string, error)) error {
+	deadline := time.After(timeout)
+	for {
+		pending, err := check()
+		if err == nil && len(pending) == 0 {
 			return nil
 		}
 		select {
@@ -192,8 +206,8 @@ func waitPolicyReady(ctx context.Context, cl client.Client, exited <-chan error)
 		case err := <-exited:
 			return fmt.Errorf("the manager exited: %v", err)
 		case <-deadline:
-			return errors.New("not Ready after a minute: " + strings.Join(pending, "; "))
-		case <-time.After(200 * time.Millisecond):
+			return fmt.Errorf("not Ready after %s: %s", timeout, strings.Join(pending, "; "))
+		case <-time.After(every):
 		}
 	}
 }
@@ -260,22 +274,7 @@ func kubectlRun(kubectl, kubeconfig string, args ...string) (string, error) {
 
 // waitReady waits until every User and ClientMembership in default is Ready.
 func waitReady(ctx context.Context, cl client.Client, exited <-chan error) error {
-	deadline := time.After(2 * time.Minute)
-	for {
-		pending, err := notReady(ctx, cl)
-		if err == nil && len(pending) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-exited:
-			return fmt.Errorf("the manager exited: %v", err)
-		case <-deadline:
-			return errors.New("not Ready after 2 minutes: " + strings.Join(pending, "; "))
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	return poll(ctx, exited, 2*time.Minute, 500*time.Millisecond, func() ([]string, error) { return notReady(ctx, cl) })
 }
 
 func notReady(ctx context.Context, cl client.Client) ([]string, error) {

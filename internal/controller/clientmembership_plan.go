@@ -240,10 +240,7 @@ func checkClientGrant(in membershipInputs) *outcome {
 // membershipFor names another ClientMembership for m's conditions: by name when it is in m's
 // namespace, and without naming it otherwise (another tenant's names are not m's to read).
 func membershipFor(m *v1.ClientMembership, namespace, name string) string {
-	if namespace == m.Namespace {
-		return "ClientMembership " + namespace + "/" + name
-	}
-	return "a ClientMembership in another namespace"
+	return sameNamespaceName("ClientMembership", m.Namespace, namespace, name)
 }
 
 // planMembershipDeletion removes what the membership made, as its binding table rows say (not its

@@ -102,19 +102,18 @@ func (r *UserReconciler) gatherPeers(ctx context.Context, f *userFacts) error {
 // (folded), so one look per namespace decides for all of its Users; the User's own namespace is
 // granted (checkGrant passed).
 func (r *UserReconciler) grantedPeers(ctx context.Context, user *v1.User, peers []v1.User) ([]v1.User, error) {
-	granted := map[string]bool{user.Namespace: true}
+	grants := newGrantsCache(r.Client)
 	out := make([]v1.User, 0, len(peers))
 	for _, p := range peers {
-		ok, known := granted[p.Namespace]
-		if !known {
-			g, err := grantsOf(ctx, r.Client, p.Namespace)
-			if err != nil {
-				return nil, err
-			}
-			ok = g.Email(p.Spec.Email) == nil
-			granted[p.Namespace] = ok
+		if p.Namespace == user.Namespace {
+			out = append(out, p)
+			continue
 		}
-		if ok {
+		g, err := grants.of(ctx, p.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		if g.Email(p.Spec.Email) == nil {
 			out = append(out, p)
 		}
 	}

@@ -268,14 +268,19 @@ func checkHolder(o Options, f userFacts) *outcome {
 	return &stop
 }
 
-// resourceFor names another User for the user's conditions and events: by namespace/name when it
-// is in the user's own namespace, as "a User in another namespace" otherwise (no tenant learns
-// another's resource names).
+// resourceFor names another User for the user's conditions and events (sameNamespaceName).
 func resourceFor(user *v1.User, namespace, name string) string {
-	if namespace == user.Namespace {
-		return "User " + namespace + "/" + name
+	return sameNamespaceName("User", user.Namespace, namespace, name)
+}
+
+// sameNamespaceName names another object of the kind for the conditions and events of an object
+// in namespace from: by namespace/name when it is in that same namespace, as "a <kind> in another
+// namespace" otherwise (no tenant learns another's resource names).
+func sameNamespaceName(kind, from, namespace, name string) string {
+	if namespace == from {
+		return kind + " " + namespace + "/" + name
 	}
-	return "a User in another namespace"
+	return "a " + kind + " in another namespace"
 }
 
 // planPassword decides whether the password is written: only when the Secret's version differs

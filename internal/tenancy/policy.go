@@ -120,16 +120,13 @@ func (g Grants) deny(format string, args ...any) error {
 	return &Denial{Message: fmt.Sprintf(format, args...)}
 }
 
-// selecting says which policies select the namespace, for a denial's message.
-func (g Grants) selecting() string {
+// Describe says which policies select the namespace, for a denial's message.
+func (g Grants) Describe() string {
 	if len(g.policies) == 0 {
 		return fmt.Sprintf("no PanelAccessPolicy selects namespace %s", g.namespace)
 	}
 	return fmt.Sprintf("policies selecting namespace %s: %s", g.namespace, strings.Join(g.Policies(), ", "))
 }
-
-// Describe names the policies selecting the namespace, for a message.
-func (g Grants) Describe() string { return g.selecting() }
 
 // Email allows a User of the namespace to hold the email: nil when a policy grants it, else a
 // *Denial.
@@ -141,7 +138,7 @@ func (g Grants) Email(email string) error {
 		}
 	}
 	return g.deny("No PanelAccessPolicy grants namespace %s the email %s (%s); add a pattern matching it to "+
-		"spec.emails of a PanelAccessPolicy selecting %s", g.namespace, strings.TrimSpace(email), g.selecting(), g.namespace)
+		"spec.emails of a PanelAccessPolicy selecting %s", g.namespace, strings.TrimSpace(email), g.Describe(), g.namespace)
 }
 
 // Adoption allows a User of the namespace to adopt the existing panel user with the email (one no
@@ -160,7 +157,7 @@ func (g Grants) Adoption(email string) error {
 	}
 	return g.deny("No PanelAccessPolicy lets namespace %s adopt the existing panel user with email %s (%s); set "+
 		"spec.adoption.mode: IfEmailAllowed, with spec.adoption.emails matching it if set, in a PanelAccessPolicy selecting %s "+
-		"whose spec.emails match it", g.namespace, strings.TrimSpace(email), g.selecting(), g.namespace)
+		"whose spec.emails match it", g.namespace, strings.TrimSpace(email), g.Describe(), g.namespace)
 }
 
 // AnyClient reports whether a policy grants the namespace every client (allowAll): only then may
@@ -211,7 +208,7 @@ func (g Grants) Membership(m MembershipRequest) error {
 	}
 	if len(granting) == 0 {
 		return g.deny("No PanelAccessPolicy grants namespace %s the client %s (%s); add its UUID to spec.clients.uuids of a "+
-			"PanelAccessPolicy selecting %s", g.namespace, named, g.selecting(), g.namespace)
+			"PanelAccessPolicy selecting %s", g.namespace, named, g.Describe(), g.namespace)
 	}
 	names := make([]string, 0, len(granting))
 	for _, p := range granting {
