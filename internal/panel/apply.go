@@ -124,7 +124,7 @@ func (s *Store) createUser(ctx context.Context, tx *sql.Tx, d DesiredUser, hash 
 	if err != nil {
 		return Applied{}, err
 	}
-	if err := s.logActivity(ctx, tx, actionCreate, id, nil, s.userJSON(r, nil)); err != nil {
+	if err := s.logActivity(ctx, tx, actionCreate, id, nil, s.userJSON(r, viewToArray)); err != nil {
 		return Applied{}, err
 	}
 	out := Applied{User: userFromRow(r, vs), Created: true}
@@ -301,7 +301,7 @@ func (s *Store) Release(ctx context.Context, b Binding, mode ReleaseMode) (Relea
 					return err
 				}
 				out.Deleted = true
-				if err := s.logActivity(ctx, tx, actionDelete, b.UserUUID, s.userJSON(before, nil), nil); err != nil {
+				if err := s.logActivity(ctx, tx, actionDelete, b.UserUUID, s.userJSON(before, viewToArray), nil); err != nil {
 					return err
 				}
 				break

@@ -96,7 +96,7 @@ func (s *Store) DeleteUser(ctx context.Context, userUUID string) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM "+bindingTable+" WHERE user_uuid = ?", userUUID); err != nil {
 			return err
 		}
-		return s.logActivity(ctx, tx, actionDelete, userUUID, s.userJSON(before, nil), nil)
+		return s.logActivity(ctx, tx, actionDelete, userUUID, s.userJSON(before, viewToArray), nil)
 	})
 }
 

@@ -3,11 +3,8 @@ package panel
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -83,51 +80,3 @@ func nullableBytes(b []byte) any {
 	return string(b)
 }
 
-// userJSON renders user columns as Laravel's toArray would: columns in table order, flags as
-// numbers (disable, cast to boolean by the model, as true/false), timestamps in ISO-8601 UTC.
-// The columns named in nulls are rendered as null. password and remember_token are never read.
-func (s *Store) userJSON(r row, nulls []string) []byte {
-	loc := s.loc
-	var b strings.Builder
-	b.WriteByte('{')
-	first := true
-	for _, c := range userColumns {
-		v, ok := r[c]
-		isNull := slices.Contains(nulls, c)
-		if !ok && !isNull {
-			continue
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		key, _ := json.Marshal(c)
-		b.Write(key)
-		b.WriteByte(':')
-		switch {
-		case isNull:
-			b.WriteString("null")
-		case c == "disable":
-			b.WriteString(map[bool]string{true: "true", false: "false"}[v == "1"])
-		case c == "two_factor" || c == "email_verified" || c == "phone_verified":
-			b.WriteString(v)
-		case strings.HasSuffix(c, "_at"):
-			enc, _ := json.Marshal(isoTimestamp(v, loc))
-			b.Write(enc)
-		default:
-			enc, _ := json.Marshal(v)
-			b.Write(enc)
-		}
-	}
-	b.WriteByte('}')
-	return []byte(b.String())
-}
-
-// isoTimestamp turns "Y-m-d H:i:s" into Laravel's serialised date form.
-func isoTimestamp(v string, loc *time.Location) string {
-	t, err := time.ParseInLocation(time.DateTime, v, loc)
-	if err != nil {
-		return v
-	}
-	return t.UTC().Format("2006-01-02T15:04:05.000000Z")
-}

@@ -255,7 +255,7 @@ func (s *Store) updateUserColumns(ctx context.Context, tx *sql.Tx, userUUID stri
 	if _, err := tx.ExecContext(ctx, "UPDATE users SET "+strings.Join(sets, ", ")+" WHERE uuid = ?", args...); err != nil {
 		return err
 	}
-	return s.logActivity(ctx, tx, actionUpdate, userUUID, s.userJSON(before, nil), s.userJSON(changes, nulls))
+	return s.logActivity(ctx, tx, actionUpdate, userUUID, s.userJSON(before, viewOriginal), s.userJSON(changes, viewChanges, nulls...))
 }
 
 // DisableUser marks the panel user inactive and disabled (the panel then refuses its logins),
