@@ -153,11 +153,16 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 
 func ensureNamespace(t *testing.T, name string) {
 	t.Helper()
+	ensureNamespaceWith(t, k8s, name)
+}
+
+func ensureNamespaceWith(t *testing.T, c client.Client, name string) {
+	t.Helper()
 	ns := &unstructured.Unstructured{}
 	ns.SetAPIVersion("v1")
 	ns.SetKind("Namespace")
 	ns.SetName(name)
-	if err := k8s.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(ns),
+	if err := c.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(ns),
 		client.FieldOwner("deploy-test")); err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}
