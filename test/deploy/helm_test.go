@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -53,12 +55,17 @@ func chartNonDefault() map[string]any {
 		"certManager":   map[string]any{"enabled": true},
 		"networkPolicy": map[string]any{"enabled": true},
 	}
-	// The validating webhook is in the chart once config/default deploys it (issue 16); until
-	// then the chart refuses webhook.enabled.
-	if _, err := os.Stat(filepath.Join(testenv.RepoRoot(), chartDir, "templates", "webhook", "not-in-config.yaml")); err != nil {
+	if webhookInChart() {
 		v["webhook"] = map[string]any{"enabled": true}
 	}
 	return v
+}
+
+// webhookInChart says whether config/default deploys the validating webhook (issue 16), and so the
+// chart has it; until then the chart refuses webhook.enabled.
+func webhookInChart() bool {
+	_, err := os.Stat(filepath.Join(testenv.RepoRoot(), chartDir, "templates", "webhook", "not-in-config.yaml"))
+	return err != nil
 }
 
 // tool is the path of a binary the Makefile installs under bin/; a missing one fails the test
@@ -187,22 +194,33 @@ func established(t *testing.T, name string) bool {
 
 func TestHelmChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 	installChartCRDs(t)
-	for _, tc := range []struct {
+	type testCase struct {
 		name      string
 		values    map[string]any
 		minKinds  map[string]int
 		namespace string // the --namespace the manager gets; "" for none
 		policies  []string
 		secret    string
-	}{
+		tlsSecret string // the webhook's serving certificate Secret, when provided
+	}
+	cases := []testCase{
 		{"defaults", nil, map[string]int{"CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
 			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 1, "PanelAccessPolicy": 1},
-			"", []string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db"},
+			"", []string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db", ""},
 		{"non-default values", chartNonDefault(), map[string]int{"CustomResourceDefinition": 3, "Deployment": 1,
 			"ServiceAccount": 1, "ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3, "Service": 1,
 			"PanelAccessPolicy": 1, "ServiceMonitor": 1, "NetworkPolicy": 1},
-			strings.Join(watchedNamespaces, ","), []string{"puq-user-operator-all-namespaces"}, "panel-db"},
-	} {
+			strings.Join(watchedNamespaces, ","), []string{"puq-user-operator-all-namespaces"}, "panel-db", ""},
+	}
+	if webhookInChart() {
+		// Without cert-manager: the serving certificate from a Secret the admin provides.
+		cases = append(cases, testCase{"webhook with a provided certificate", map[string]any{"webhook": map[string]any{
+			"enabled": true, "certificate": map[string]any{"secretName": "webhook-tls",
+				"caBundle": base64.StdEncoding.EncodeToString([]byte("the admin's CA"))}}},
+			map[string]int{"ValidatingWebhookConfiguration": 1, "Deployment": 1}, "",
+			[]string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db", "webhook-tls"})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := renderChart(t, tc.values)
 			ctx := context.Background()
@@ -237,6 +255,17 @@ func TestHelmChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 					if got := dsnSecret(t, o); got != tc.secret {
 						t.Errorf("the manager reads the panel DSN from Secret %q, want %q", got, tc.secret)
 					}
+					if tc.tlsSecret != "" && !mountsSecret(t, o, tc.tlsSecret) {
+						t.Errorf("the manager does not mount the webhook's certificate Secret %s", tc.tlsSecret)
+					}
+				}
+				if o.GetKind() == "ValidatingWebhookConfiguration" && tc.tlsSecret != "" {
+					hooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+					for _, h := range hooks {
+						if ca, _, _ := unstructured.NestedString(h.(map[string]any), "clientConfig", "caBundle"); ca == "" {
+							t.Errorf("webhook %v has no caBundle: the API server cannot trust the provided certificate", h.(map[string]any)["name"])
+						}
+					}
 				}
 			}
 		})
@@ -256,6 +285,18 @@ func dsnSecret(t *testing.T, o *unstructured.Unstructured) string {
 		}
 	}
 	return ""
+}
+
+// mountsSecret says whether the pods of a rendered Deployment mount a volume of Secret name.
+func mountsSecret(t *testing.T, o *unstructured.Unstructured, name string) bool {
+	t.Helper()
+	var d appsv1.Deployment
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool {
+		return v.Secret != nil && v.Secret.SecretName == name
+	})
 }
 
 // A misspelt value is refused at install (values.schema.json), where Helm would otherwise ignore
