@@ -36,7 +36,7 @@ vet: ## Run go vet against code.
 	go vet ./...
 
 .PHONY: test
-test: manifests generate fmt vet control-plane test-deps ## Run all tests against a real kube-apiserver, etcd and MariaDB.
+test: manifests generate fmt vet control-plane test-deps chart-test-deps ## Run all tests against a real kube-apiserver, etcd and MariaDB.
 	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test ./... -count=1 -timeout 25m
 
 .PHONY: test-faults
@@ -85,6 +85,10 @@ build-installer: manifests generate kustomize ## Generate a consolidated YAML wi
 	cd config/manager && "$(KUSTOMIZE)" edit set image controller=${IMG}
 	"$(KUSTOMIZE)" build config/default > dist/install.yaml
 
+.PHONY: helm-chart
+helm-chart: manifests kubebuilder ## Regenerate the Helm chart dist/chart from config/default and hack/helm (never edit dist/chart).
+	go run ./hack/helmchart -kubebuilder "$(KUBEBUILDER)" -out dist/chart
+
 ##@ Deployment
 
 ifndef ignore-not-found
@@ -126,10 +130,18 @@ KUBECTL ?= $(K8S_BIN)/kubectl
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT = $(LOCALBIN)/golangci-lint
+HELM ?= $(LOCALBIN)/helm
+KUBEBUILDER ?= $(LOCALBIN)/kubebuilder
+## The CRDs of cert-manager and prometheus-operator that the chart's tests dry-run against.
+CHART_CRDS ?= $(LOCALBIN)/chart-crds
 
 KUSTOMIZE_VERSION ?= v5.8.1
 CONTROLLER_TOOLS_VERSION ?= v0.22.0
 GOLANGCI_LINT_VERSION ?= v2.13.1
+HELM_VERSION ?= v3.22.0
+KUBEBUILDER_VERSION ?= v4.16.0
+CERT_MANAGER_VERSION ?= v1.21.2
+PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 
 .PHONY: control-plane
 control-plane: ## Build (or reuse) kube-apiserver, etcd and kubectl under bin/k8s/<version>.
@@ -138,6 +150,20 @@ control-plane: ## Build (or reuse) kube-apiserver, etcd and kubectl under bin/k8
 .PHONY: test-deps
 test-deps: ## Check (and as root, install) MariaDB, php-cli and oathtool for the tests.
 	@hack/test-deps.sh
+
+.PHONY: chart-test-deps
+chart-test-deps: helm kubebuilder ## Helm, kubebuilder and the pinned cert-manager and prometheus-operator CRDs for test/deploy.
+	@hack/chart-crds.sh "$(CHART_CRDS)" "$(CERT_MANAGER_VERSION)" "$(PROMETHEUS_OPERATOR_VERSION)"
+
+.PHONY: helm
+helm: $(HELM) ## Download helm locally if necessary.
+$(HELM): $(LOCALBIN)
+	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
+
+.PHONY: kubebuilder
+kubebuilder: $(KUBEBUILDER) ## Download kubebuilder locally if necessary (it generates the Helm chart).
+$(KUBEBUILDER): $(LOCALBIN)
+	$(call go-install-tool,$(KUBEBUILDER),sigs.k8s.io/kubebuilder/v4,$(KUBEBUILDER_VERSION))
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Download kustomize locally if necessary.

@@ -153,11 +153,16 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 
 func ensureNamespace(t *testing.T, name string) {
 	t.Helper()
+	ensureNamespaceWith(t, k8s, name)
+}
+
+func ensureNamespaceWith(t *testing.T, c client.Client, name string) {
+	t.Helper()
 	ns := &unstructured.Unstructured{}
 	ns.SetAPIVersion("v1")
 	ns.SetKind("Namespace")
 	ns.SetName(name)
-	if err := k8s.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(ns),
+	if err := c.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(ns),
 		client.FieldOwner("deploy-test")); err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}
@@ -275,7 +280,8 @@ func with(allowed, more map[string][]string, drop ...string) map[string][]string
 // In config/default the manager holds its ClusterRole across the cluster, Secrets included; in
 // config/namespaced the ClusterRole grants no Secrets and each watched namespace grants exactly
 // the Secrets rule, through a Role of its own. Either way the leader election Role holds in the
-// operator's namespace only.
+// operator's namespace only. The Helm chart grants the same: with its defaults as config/default,
+// with watchNamespaces as config/namespaced.
 func TestManagerRBACStaysWithinTheAllowList(t *testing.T) {
 	secrets := map[string][]string{"/secrets": managerAllowed["/secrets"]}
 	namespaced := map[string]map[string][]string{
@@ -283,22 +289,28 @@ func TestManagerRBACStaysWithinTheAllowList(t *testing.T) {
 	for _, ns := range watchedNamespaces {
 		namespaced[ns] = secrets
 	}
+	everywhere := map[string]map[string][]string{"": with(managerAllowed, metricsAuthAllowed),
+		operatorNamespace: leaderElectionAllowed}
 	for _, tc := range []struct {
-		dir  string
+		name string
+		objs func(t *testing.T) []*unstructured.Unstructured
 		want map[string]map[string][]string // namespace ("" across the cluster) -> resource -> verbs
 	}{
-		{defaultDir, map[string]map[string][]string{"": with(managerAllowed, metricsAuthAllowed),
-			operatorNamespace: leaderElectionAllowed}},
-		{namespacedDir, namespaced},
+		{defaultDir, func(t *testing.T) []*unstructured.Unstructured { return render(t, defaultDir) }, everywhere},
+		{namespacedDir, func(t *testing.T) []*unstructured.Unstructured { return render(t, namespacedDir) }, namespaced},
+		{"helm chart", func(t *testing.T) []*unstructured.Unstructured { return renderChart(t, nil) }, everywhere},
+		{"helm chart with watchNamespaces", func(t *testing.T) []*unstructured.Unstructured {
+			return renderChart(t, map[string]any{"watchNamespaces": watchedNamespaces})
+		}, namespaced},
 	} {
-		t.Run(tc.dir, func(t *testing.T) {
-			objs := render(t, tc.dir)
+		t.Run(tc.name, func(t *testing.T) {
+			objs := tc.objs(t)
 			got := managerGrants(t, objs)
 			for ns, granted := range got {
 				for key, verbs := range granted {
 					for _, v := range verbs {
 						if !slices.Contains(tc.want[ns][key], v) {
-							t.Errorf("%s grants the manager %s on %s %s beyond the allow-list", tc.dir, v, key, where(ns))
+							t.Errorf("%s grants the manager %s on %s %s beyond the allow-list", tc.name, v, key, where(ns))
 						}
 					}
 				}
@@ -309,16 +321,16 @@ func TestManagerRBACStaysWithinTheAllowList(t *testing.T) {
 					for _, v := range verbs {
 						if !slices.Contains(got[ns][key], v) {
 							t.Errorf("the allow-list has %s on %s %s, which %s no longer grants: tighten the list", v, key,
-								where(ns), tc.dir)
+								where(ns), tc.name)
 						}
 					}
 				}
 			}
-			if tc.dir == namespacedDir {
+			if len(tc.want) > 2 { // Secrets from the watched namespaces' Roles only
 				for _, o := range objs {
 					if o.GetKind() == "ClusterRole" && grantsSecrets(t, o) {
 						t.Errorf("ClusterRole %s of %s grants Secrets: with --namespace they come from Roles in the "+
-							"watched namespaces only", o.GetName(), tc.dir)
+							"watched namespaces only", o.GetName(), tc.name)
 					}
 				}
 			}
@@ -419,12 +431,17 @@ func grantsSecrets(t *testing.T, o *unstructured.Unstructured) bool {
 
 // The shipped deployment is secure by default and still one command: it grants everything to the
 // operator's own namespace and nothing to any other, as Gateway API's allowedRoutes defaults to
-// the Gateway's namespace. Both renderings ship the same policy.
+// the Gateway's namespace. Both renderings ship the same policy, and so does the Helm chart with
+// its defaults.
 func TestShippedPolicyGrantsOnlyTheOperatorNamespace(t *testing.T) {
-	for _, dir := range []string{defaultDir, namespacedDir} {
+	for _, dir := range []string{defaultDir, namespacedDir, chartDir} {
 		t.Run(dir, func(t *testing.T) {
 			var policies []v1.PanelAccessPolicy
-			for _, o := range render(t, dir) {
+			objs := renderChart
+			if dir != chartDir {
+				objs = func(t *testing.T, _ map[string]any) []*unstructured.Unstructured { return render(t, dir) }
+			}
+			for _, o := range objs(t, nil) {
 				if o.GetKind() != "PanelAccessPolicy" {
 					continue
 				}
