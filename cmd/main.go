@@ -89,8 +89,8 @@ type settings struct {
 	leaseDuration, renewDeadline time.Duration
 	retryPeriod                  time.Duration
 	enableWebhooks               bool
+	webhookHost, webhookCertPath string
 	webhookPort                  int
-	webhookCertPath              string
 }
 
 // parseFlags registers the manager's flags on fs (its own, zap's and controller-runtime's
@@ -152,6 +152,8 @@ func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 		"uniqueness is then checked among the watched Users (the panel's unique index still applies).")
 	fs.BoolVar(&s.enableWebhooks, "enable-webhooks", false, "Serve the validating admission webhooks for Users and "+
 		"ClientMemberships (config/default turns it on; it needs a serving certificate, see --webhook-cert-path).")
+	fs.StringVar(&s.webhookHost, "webhook-host", "", "Address the admission webhook server listens on (empty: every "+
+		"interface).")
 	fs.IntVar(&s.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	fs.StringVar(&s.webhookCertPath, "webhook-cert-path", "", "Directory holding tls.crt and tls.key for the admission "+
 		"webhook server, reloaded when they change (default: /tmp/k8s-webhook-server/serving-certs).")
@@ -232,11 +234,14 @@ func run(s settings) error {
 	if s.secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	// The webhook server starts only when webhooks are registered (--enable-webhooks): without
+	// them it needs no certificate.
+	webhookServer := webhook.NewServer(webhook.Options{Host: s.webhookHost, Port: s.webhookPort,
+		CertDir: s.webhookCertPath, TLSOpts: tlsOpts})
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
-		WebhookServer: webhook.NewServer(webhook.Options{Port: s.webhookPort, CertDir: s.webhookCertPath,
-			TLSOpts: tlsOpts}),
+		WebhookServer:                 webhookServer,
 		HealthProbeBindAddress:        s.probeAddr,
 		PprofBindAddress:              s.pprofAddr,
 		LeaderElection:                s.leaderElect,
@@ -301,7 +306,7 @@ func setupWebhooks(ctx context.Context, mgr ctrl.Manager, namespaces []string) e
 	if err := webhookv1alpha1.SetupClientMembershipWebhookWithManager(mgr, namespaces); err != nil {
 		return fmt.Errorf("cannot set up the ClientMembership webhook: %w", err)
 	}
-	return nil
+	return mgr.AddReadyzCheck("webhook-server", mgr.GetWebhookServer().StartedChecker())
 }
 
 // clusterIdentity is the cluster's identity for the binding tables: the flag's value, else the UID
