@@ -226,9 +226,9 @@ func user(namespace, name, email string) *v1.User {
 	}}
 }
 
-func membership(namespace, name, userName string, client v1.ClientSelector) *v1.ClientMembership {
+func membership(namespace, name, userName string, sel v1.ClientSelector) *v1.ClientMembership {
 	return &v1.ClientMembership{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: v1.ClientMembershipSpec{UserRef: v1.LocalUserReference{Name: userName}, Client: client}}
+		Spec: v1.ClientMembershipSpec{UserRef: v1.LocalUserReference{Name: userName}, Client: sel}}
 }
 
 // waitGone waits until the webhooks' cache no longer holds obj.
@@ -245,10 +245,11 @@ func waitGone(t *testing.T, obj client.Object) {
 	}
 }
 
-// webhookCalls is how many admission requests the webhook at path has served, by
+// userWebhookCalls is how many admission requests the User webhook has served, by
 // controller-runtime's own counter.
-func webhookCalls(t *testing.T, path string) float64 {
+func userWebhookCalls(t *testing.T) float64 {
 	t.Helper()
+	const path = "/validate-panel-puqcloud-com-v1alpha1-user"
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
