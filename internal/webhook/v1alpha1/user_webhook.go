@@ -122,14 +122,10 @@ func (v *UserValidator) validate(ctx context.Context, old, u *v1.User) error {
 	if holder == nil {
 		return nil
 	}
-	if holder.Namespace != u.Namespace {
-		// Whose it is, and why, are another tenant's business.
-		return invalid(userKind, u.Name, field.Invalid(emailPath, u.Spec.Email, reasoned(v1.ReasonDuplicateEmail,
-			"The email is already held by a User in another namespace; emails are unique in the panel. Change spec.email.")))
-	}
+	// SameNamespaceName: whose it is, when in another namespace, is another tenant's business.
 	return invalid(userKind, u.Name, field.Invalid(emailPath, u.Spec.Email, reasoned(v1.ReasonDuplicateEmail,
-		fmt.Sprintf("The email is already held by %s; emails are unique in the panel. Change spec.email, or delete "+
-			"that User first.", controller.SameNamespaceName("User", u.Namespace, holder.Namespace, holder.Name)))))
+		fmt.Sprintf("The email is already held by %s; emails are unique in the panel. Change spec.email.",
+			controller.SameNamespaceName("User", u.Namespace, holder.Namespace, holder.Name)))))
 }
 
 // holder is the oldest other User holding the email (folded, key) as the controllers count
