@@ -63,6 +63,9 @@ func run(m *testing.M) int {
 const (
 	defaultDir    = "config/default"
 	namespacedDir = "config/namespaced"
+	// selfManagedCertsDir is config/default without cert-manager: the webhook's certificate is a
+	// Secret the cluster admin creates.
+	selfManagedCertsDir = "config/self-managed-certs"
 )
 
 // operatorNamespace is where config/default deploys the manager.
@@ -110,6 +113,10 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3, "Service": 2, "PanelAccessPolicy": 1,
 			"ValidatingWebhookConfiguration": 1, "Certificate": 1, "Issuer": 1},
 			strings.Join(watchedNamespaces, ",")},
+		// Without cert-manager: every object, the webhook configuration included, is dry-run.
+		{selfManagedCertsDir, map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1,
+			"ServiceAccount": 1, "ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 2,
+			"PanelAccessPolicy": 1, "ValidatingWebhookConfiguration": 1}, ""},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			objs := render(t, tc.dir)
@@ -144,6 +151,9 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 				if kinds[kind] < want {
 					t.Errorf("%s renders %d %s, want at least %d", tc.dir, kinds[kind], kind, want)
 				}
+			}
+			if tc.dir == selfManagedCertsDir && kinds["Certificate"]+kinds["Issuer"] != 0 {
+				t.Errorf("%s renders cert-manager objects: %v", tc.dir, kinds)
 			}
 			if kinds["ConfigMap"] != 0 {
 				t.Errorf("%s renders %d ConfigMaps, want none (namespaces.yaml's list is local to kustomize)", tc.dir,
