@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -93,24 +94,32 @@ func TestCPUFailsOnAnUnreadableStat(t *testing.T) {
 	}
 }
 
-const admissionExposition = `apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="false",type="validating",le="0.005"} 40
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="false",type="validating",le="0.025"} 80
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="false",type="validating",le="0.1"} 90
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="false",type="validating",le="+Inf"} 90
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="true",type="validating",le="0.005"} 10
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="true",type="validating",le="0.025"} 10
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="true",type="validating",le="0.1"} 10
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vuser-v1alpha1.kb.io",operation="CREATE",rejected="true",type="validating",le="+Inf"} 10
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vclientmembership-v1alpha1.kb.io",operation="CREATE",rejected="false",type="validating",le="0.005"} 0
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vclientmembership-v1alpha1.kb.io",operation="CREATE",rejected="false",type="validating",le="0.1"} 7
-apiserver_admission_webhook_admission_duration_seconds_bucket{name="vclientmembership-v1alpha1.kb.io",operation="CREATE",rejected="false",type="validating",le="+Inf"} 7
-`
+// admissionExposition is the API server's admission histogram for the User webhook (accepted and
+// refused creates) and the ClientMembership webhook.
+func admissionExposition() string {
+	var b strings.Builder
+	for _, series := range []struct {
+		webhook, rejected string
+		buckets           []string // le=count, cumulative
+	}{
+		{"vuser-v1alpha1.kb.io", "false", []string{"0.005=40", "0.025=80", "0.1=90", "+Inf=90"}},
+		{"vuser-v1alpha1.kb.io", "true", []string{"0.005=10", "0.025=10", "0.1=10", "+Inf=10"}},
+		{"vclientmembership-v1alpha1.kb.io", "false", []string{"0.005=0", "0.1=7", "+Inf=7"}},
+	} {
+		for _, bucket := range series.buckets {
+			le, count, _ := strings.Cut(bucket, "=")
+			fmt.Fprintf(&b, "%s_bucket{name=%q,operation=\"CREATE\",rejected=%q,type=\"validating\",le=%q} %s\n",
+				admissionMetric, series.webhook, series.rejected, le, count)
+		}
+	}
+	return b.String()
+}
 
 // The admission figure's p99 is read from the API server's histogram as histogram_quantile
 // reads it: the series of the User webhook (accepted and rejected alike), linear within the
 // bucket holding the rank.
 func TestAdmissionQuantileReadsTheUserWebhookHistogram(t *testing.T) {
-	s, err := parseExposition(strings.NewReader(admissionExposition))
+	s, err := parseExposition(strings.NewReader(admissionExposition()))
 	if err != nil {
 		t.Fatal(err)
 	}
