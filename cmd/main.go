@@ -47,11 +47,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	panelv1alpha1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/controller"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
+	webhookv1alpha1 "github.com/puqcloud/puq-user-operator/internal/webhook/v1alpha1"
 )
 
 var (
@@ -86,6 +88,9 @@ type settings struct {
 	leaderElectionNamespace      string
 	leaseDuration, renewDeadline time.Duration
 	retryPeriod                  time.Duration
+	enableWebhooks               bool
+	webhookHost, webhookCertPath string
+	webhookPort                  int
 }
 
 // parseFlags registers the manager's flags on fs (its own, zap's and controller-runtime's
@@ -145,6 +150,13 @@ func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 		"for about a quarter second at cost 12); reconciles beyond this wait for a slot, the others go on.")
 	fs.StringVar(&s.namespaces, "namespace", "", "Watch only these namespaces (comma-separated); default all. Email "+
 		"uniqueness is then checked among the watched Users (the panel's unique index still applies).")
+	fs.BoolVar(&s.enableWebhooks, "enable-webhooks", false, "Serve the validating admission webhooks for Users and "+
+		"ClientMemberships (config/default turns it on; it needs a serving certificate, see --webhook-cert-path).")
+	fs.StringVar(&s.webhookHost, "webhook-host", "", "Address the admission webhook server listens on (empty: every "+
+		"interface).")
+	fs.IntVar(&s.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	fs.StringVar(&s.webhookCertPath, "webhook-cert-path", "", "Directory holding tls.crt and tls.key for the admission "+
+		"webhook server, reloaded when they change (default: /tmp/k8s-webhook-server/serving-certs).")
 	opts := zap.Options{}
 	opts.BindFlags(fs)
 	config.RegisterFlags(fs)
@@ -222,9 +234,14 @@ func run(s settings) error {
 	if s.secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	// The webhook server starts only when webhooks are registered (--enable-webhooks): without
+	// them it needs no certificate.
+	webhookServer := webhook.NewServer(webhook.Options{Host: s.webhookHost, Port: s.webhookPort,
+		CertDir: s.webhookCertPath, TLSOpts: tlsOpts})
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
+		WebhookServer:                 webhookServer,
 		HealthProbeBindAddress:        s.probeAddr,
 		PprofBindAddress:              s.pprofAddr,
 		LeaderElection:                s.leaderElect,
@@ -260,6 +277,11 @@ func run(s settings) error {
 	if err := (&controller.PanelAccessPolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("cannot set up the PanelAccessPolicy controller: %w", err)
 	}
+	if s.enableWebhooks {
+		if err := setupWebhooks(ctx, mgr, opts.Namespaces); err != nil {
+			return err
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -269,6 +291,22 @@ func run(s settings) error {
 	setupLog.Info("Starting manager", "instanceID", s.instanceID, "clusterID", cluster, "previousClusterID",
 		s.previousClusterID, "languages", opts.Languages, "defaultLanguage", opts.DefaultLanguage)
 	return mgr.Start(ctx)
+}
+
+// setupWebhooks registers the admission webhooks, which judge from the manager's cache with the
+// controllers' indexes (registered by controller.Setup) and their own. Every replica serves them,
+// leader or not: the cache runs in each.
+func setupWebhooks(ctx context.Context, mgr ctrl.Manager, namespaces []string) error {
+	if err := webhookv1alpha1.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("cannot set up the webhooks' field indexes: %w", err)
+	}
+	if err := webhookv1alpha1.SetupUserWebhookWithManager(mgr, namespaces); err != nil {
+		return fmt.Errorf("cannot set up the User webhook: %w", err)
+	}
+	if err := webhookv1alpha1.SetupClientMembershipWebhookWithManager(mgr, namespaces); err != nil {
+		return fmt.Errorf("cannot set up the ClientMembership webhook: %w", err)
+	}
+	return mgr.AddReadyzCheck("webhook-server", mgr.GetWebhookServer().StartedChecker())
 }
 
 // clusterIdentity is the cluster's identity for the binding tables: the flag's value, else the UID

@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +27,7 @@ import (
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/testdb"
 	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
@@ -85,8 +88,21 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The admission webhooks, served on loopback with a certificate made for this run; the API
+	// server calls them at https://127.0.0.1:<port> (installed below, once they answer).
+	certDir := filepath.Join(devDir, "webhook-certs")
+	ca, err := testenv.ServingCert(certDir)
+	if err != nil {
+		return err
+	}
+	webhookPort, err := testdb.FreePort()
+	if err != nil {
+		return err
+	}
+	webhookAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(webhookPort))
 	args := []string{"--panel-dsn=sqlite://" + dbPath, "--health-probe-bind-address=127.0.0.1:0", "--metrics-bind-address=0",
-		"--cluster-id=" + cluster}
+		"--cluster-id=" + cluster, "--enable-webhooks", "--webhook-host=127.0.0.1",
+		"--webhook-port=" + strconv.Itoa(webhookPort), "--webhook-cert-path=" + certDir}
 	if previous != "" && previous != cluster {
 		// A fresh etcd on the kept database: every object has a new UID, so the bindings of the
 		// previous run are claimed by name, explicitly.
@@ -120,6 +136,11 @@ func run() error {
 		}
 	}()
 
+	step("Installing the admission webhooks (https://%s, failurePolicy Fail)", webhookAddr)
+	if err := installWebhooks(ctx, cl, webhookAddr, ca, exited); err != nil {
+		return fmt.Errorf("%w (manager log: %s)", err, logFile.Name())
+	}
+
 	kubectl := filepath.Join(env.BinaryAssetsDirectory, "kubectl")
 	// The grant comes first: a namespace no PanelAccessPolicy selects may do nothing in the panel,
 	// so Users applied before their policy is in force would start out NotPermitted.
@@ -143,7 +164,17 @@ func run() error {
 	if err := os.WriteFile(filepath.Join(devDir, "cluster-id"), []byte(cluster+"\n"), 0o644); err != nil {
 		return err
 	}
-	out, _ := kubectlRun(kubectl, kubeconfig, "get", "panelaccesspolicies")
+	step("Applying a second User with jane-doe's email (server-side dry run): the webhook refuses it")
+	duplicate := filepath.Join(devDir, "duplicate-user.yaml")
+	if err := os.WriteFile(duplicate, []byte(duplicateUser), 0o644); err != nil {
+		return err
+	}
+	out, err := kubectlRun(kubectl, kubeconfig, "apply", "-n", "default", "--dry-run=server", "-f", duplicate)
+	if err == nil || !strings.Contains(out, "DuplicateEmail") {
+		return fmt.Errorf("the admission webhook did not refuse a duplicate email:\n%s", out)
+	}
+	fmt.Print(out)
+	out, _ = kubectlRun(kubectl, kubeconfig, "get", "panelaccesspolicies")
 	fmt.Println()
 	fmt.Print(out)
 	out, _ = kubectlRun(kubectl, kubeconfig, "get", "users,clientmemberships", "-n", "default")
@@ -154,8 +185,9 @@ The operator is running. In another shell:
   export KUBECONFIG=%s PATH=%s:$PATH
   kubectl describe user jane-doe
   kubectl get pap    # the PanelAccessPolicies: what each namespace may do in the panel
+  kubectl apply -f %s    # refused at apply time: the email is taken
 Manager log: %s. Panel database: %s. Press Ctrl-C to stop and tear everything down.
-`, kubeconfig, env.BinaryAssetsDirectory, logFile.Name(), dbPath)
+`, kubeconfig, env.BinaryAssetsDirectory, duplicate, logFile.Name(), dbPath)
 
 	select {
 	case <-ctx.Done():
@@ -164,6 +196,40 @@ Manager log: %s. Panel database: %s. Press Ctrl-C to stop and tear everything do
 	case err := <-exited:
 		return fmt.Errorf("the manager exited: %v (log: %s)", err, logFile.Name())
 	}
+}
+
+// duplicateUser asks for the sample User's email again: the admission webhook refuses it.
+const duplicateUser = `apiVersion: panel.puqcloud.com/v1alpha1
+kind: User
+metadata:
+  name: jane-doe-again
+  namespace: default
+spec:
+  email: Jane.Doe@example.com
+  passwordSecretRef:
+    name: jane-doe-password
+  firstName: Jane
+  lastName: Doe
+`
+
+// installWebhooks waits until the manager's webhook server answers TLS at addr with the
+// certificate ca signed, then installs config/webhook's ValidatingWebhookConfiguration pointed at
+// it: from then on the API server refuses at apply time what the webhooks refuse.
+func installWebhooks(ctx context.Context, cl client.Client, addr string, ca []byte, exited <-chan error) error {
+	err := poll(ctx, exited, time.Minute, 100*time.Millisecond, func() ([]string, error) {
+		if err := testenv.ServesTLS(ctx, addr, ca); err != nil {
+			return []string{"the webhook server at " + addr + " (" + err.Error() + ")"}, nil
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	vwc, err := testenv.LocalWebhooks(addr, ca)
+	if err != nil {
+		return err
+	}
+	return cl.Create(ctx, vwc)
 }
 
 // samplePolicy grants namespace default, where the samples go, their emails and the demo client.

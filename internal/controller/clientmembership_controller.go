@@ -107,7 +107,7 @@ func (r *ClientMembershipReconciler) gather(ctx context.Context, m *v1.ClientMem
 		in.bound = bound
 		return in, err
 	}
-	grants, err := grantsOf(ctx, r.Client, m.Namespace)
+	grants, err := GrantsOf(ctx, r.Client, m.Namespace)
 	if err != nil {
 		return in, err
 	}

@@ -147,7 +147,7 @@ func TestOwnerConflictAndDuplicateMembership(t *testing.T) {
 	first := e.membership("alice-owner", "alice", v1.ClientSelector{UUID: acme}, owner)
 	e.create(first)
 	e.waitMembership(first, v1.ReasonReconciled)
-	// The older membership wins, by creationTimestamp and then by namespace/name (olderThan, see
+	// The older membership wins, by creationTimestamp and then by namespace/name (OlderThan, see
 	// TestEmailHolderIsTheOldestThenByName). Timestamps have one-second resolution, so the later
 	// ones may tie with first; their names sort after first's, so the tie-break agrees.
 	claim := e.membership("bob-owner", "bob", v1.ClientSelector{UUID: acme}, owner)

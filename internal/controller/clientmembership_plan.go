@@ -146,7 +146,7 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 		case b.Namespace != m.Namespace:
 			return p, waiting(v1.ReasonBoundElsewhere, "The association of this user with client %s belongs to %s; delete "+
 				"that one, or its row in puq_operator_membership_bindings if it is gone.", c.UUID, membershipFor(m, b.Namespace, b.Name))
-		case in.holder != nil && olderThan(in.holder.ObjectMeta, m.ObjectMeta):
+		case in.holder != nil && OlderThan(in.holder.ObjectMeta, m.ObjectMeta):
 			return p, waiting(v1.ReasonDuplicateMembership, "%s, created earlier, already associates this user with this "+
 				"client; delete one of them.", membershipFor(m, in.holder.Namespace, in.holder.Name))
 		}
@@ -168,7 +168,7 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 	if a := in.state.Association; a == nil || !a.Satisfies(want) || !bound {
 		w := &membershipWrite{binding: binding, want: want, replacing: replacing,
 			reason: "Updated", note: "Associated the user with client " + c.UUID}
-		if m.Status.ObservedGeneration == m.Generation && isReadyReason(m.Status.Conditions, v1.ReasonReconciled) {
+		if m.Status.ObservedGeneration == m.Generation && IsReadyReason(m.Status.Conditions, v1.ReasonReconciled) {
 			w.reason, w.note = "DriftCorrected", "Repaired the association with client "+c.UUID+", changed outside the operator"
 		}
 		p.write = w
@@ -195,7 +195,7 @@ func checkMembershipUser(in membershipInputs) *outcome {
 		o = waiting(v1.ReasonNotPermitted, "User %s may not hold its email, so no association is written for it: %v", user.Name, err)
 		return &o
 	}
-	if user.Status.UUID == "" || !isReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
+	if user.Status.UUID == "" || !IsReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
 		o = waiting(v1.ReasonUserNotReady, "User %s is not Ready yet; the association is written once it is.", user.Name)
 		return &o
 	}
@@ -240,7 +240,7 @@ func checkClientGrant(in membershipInputs) *outcome {
 // membershipFor names another ClientMembership for m's conditions: by name when it is in m's
 // namespace, and without naming it otherwise (another tenant's names are not m's to read).
 func membershipFor(m *v1.ClientMembership, namespace, name string) string {
-	return sameNamespaceName("ClientMembership", m.Namespace, namespace, name)
+	return SameNamespaceName("ClientMembership", m.Namespace, namespace, name)
 }
 
 // planMembershipDeletion removes what the membership made, as its binding table rows say (not its
@@ -291,8 +291,8 @@ func planMembershipDeletion(in membershipInputs) (membershipPlan, outcome) {
 func olderPeerConflict(m *v1.ClientMembership, userUUID string, peers []v1.ClientMembership) *outcome {
 	for i := range peers {
 		other := &peers[i]
-		if other.UID == m.UID || !other.DeletionTimestamp.IsZero() || !olderThan(other.ObjectMeta, m.ObjectMeta) ||
-			isReadyReason(other.Status.Conditions, v1.ReasonNotPermitted) {
+		if other.UID == m.UID || !other.DeletionTimestamp.IsZero() || !OlderThan(other.ObjectMeta, m.ObjectMeta) ||
+			IsReadyReason(other.Status.Conditions, v1.ReasonNotPermitted) {
 			continue
 		}
 		if other.Status.UserUUID == userUUID {

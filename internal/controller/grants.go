@@ -21,11 +21,12 @@ import (
 	"github.com/puqcloud/puq-user-operator/internal/tenancy"
 )
 
-// grantsOf is what the namespace may do in the panel: the PanelAccessPolicies selecting it, read
+// GrantsOf is what the namespace may do in the panel: the PanelAccessPolicies selecting it, read
 // from the cache with the namespace's labels (metadata only). It asks the panel nothing, so a
 // check costs no round trip, and it is evaluated before any panel lookup: a namespace learns
-// nothing of emails or clients it is not granted.
-func grantsOf(ctx context.Context, c client.Reader, namespace string) (tenancy.Grants, error) {
+// nothing of emails or clients it is not granted. The admission webhook judges with it too, so
+// that apply time and the reconcile decide alike.
+func GrantsOf(ctx context.Context, c client.Reader, namespace string) (tenancy.Grants, error) {
 	var policies v1.PanelAccessPolicyList
 	if err := c.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil {
 		return tenancy.Grants{}, fmt.Errorf("cannot list PanelAccessPolicies: %w", err)
@@ -44,21 +45,24 @@ func namespaceMetadata() *metav1.PartialObjectMetadata {
 	return ns
 }
 
-// grantsCache memoizes grantsOf per namespace for one pass over many objects (the resync).
-type grantsCache struct {
+// GrantsCache memoizes GrantsOf per namespace for one pass over many objects (the resync, the
+// email peers of one User).
+type GrantsCache struct {
 	c    client.Reader
 	seen map[string]tenancy.Grants
 }
 
-func newGrantsCache(c client.Reader) *grantsCache {
-	return &grantsCache{c: c, seen: map[string]tenancy.Grants{}}
+// NewGrantsCache returns an empty GrantsCache reading from c.
+func NewGrantsCache(c client.Reader) *GrantsCache {
+	return &GrantsCache{c: c, seen: map[string]tenancy.Grants{}}
 }
 
-func (g *grantsCache) of(ctx context.Context, namespace string) (tenancy.Grants, error) {
+// Of is GrantsOf the namespace, read once per cache.
+func (g *GrantsCache) Of(ctx context.Context, namespace string) (tenancy.Grants, error) {
 	if gr, ok := g.seen[namespace]; ok {
 		return gr, nil
 	}
-	gr, err := grantsOf(ctx, g.c, namespace)
+	gr, err := GrantsOf(ctx, g.c, namespace)
 	if err == nil {
 		g.seen[namespace] = gr
 	}

@@ -11,9 +11,9 @@ import (
 
 // Field indexes on the manager's cache.
 const (
-	// indexUserEmail is the normalized email (trimmed, case and accents folded the way the panel's
+	// IndexUserEmail is the normalized email (trimmed, case and accents folded the way the panel's
 	// collation compares), for email uniqueness across all namespaces.
-	indexUserEmail = "panel.puqcloud.com/normalized-email"
+	IndexUserEmail = "panel.puqcloud.com/normalized-email"
 	// indexUserSecret is the password Secret's name, to reconcile the Users of a changed Secret.
 	indexUserSecret = "panel.puqcloud.com/password-secret"
 	// indexMembershipUser is the referenced User's name, to wake memberships when their User changes.
@@ -24,7 +24,7 @@ const (
 
 // SetupIndexes registers the field indexes the controllers use.
 func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
-	if err := indexer.IndexField(ctx, &v1.User{}, indexUserEmail, func(o client.Object) []string {
+	if err := indexer.IndexField(ctx, &v1.User{}, IndexUserEmail, func(o client.Object) []string {
 		return []string{panel.NormalizeEmail(o.(*v1.User).Spec.Email)}
 	}); err != nil {
 		return err

@@ -64,7 +64,7 @@ func (s *resyncer) pass(ctx context.Context) error {
 		return err
 	}
 	batch := make([]*v1.User, 0, resyncBatch)
-	grants := newGrantsCache(s.users)
+	grants := NewGrantsCache(s.users)
 	inSync, queued := resyncUsers.WithLabelValues("in_sync"), resyncUsers.WithLabelValues("reconcile")
 	flush := func() error {
 		if len(batch) == 0 {
@@ -79,7 +79,7 @@ func (s *resyncer) pass(ctx context.Context) error {
 			return err
 		}
 		for _, u := range batch {
-			g, err := grants.of(ctx, u.Namespace)
+			g, err := grants.Of(ctx, u.Namespace)
 			if err != nil {
 				return err
 			}

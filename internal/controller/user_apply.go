@@ -27,7 +27,7 @@ import (
 func (r *UserReconciler) carryOut(ctx context.Context, user *v1.User, f userFacts, p userPlan) (outcome, error) {
 	if p.stop != nil {
 		if p.stop.reason == v1.ReasonDuplicateEmail && p.stop.kind == outcomeWaiting &&
-			!isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
+			!IsReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
 			r.Recorder.Eventf(user, nil, corev1.EventTypeWarning, v1.ReasonDuplicateEmail, "CheckEmail", p.stop.message)
 		}
 		return *p.stop, nil
@@ -128,7 +128,7 @@ func (r *UserReconciler) reportChange(ctx context.Context, user *v1.User, p user
 	fields := slices.DeleteFunc(slices.Clone(a.Changed), func(c string) bool { return c == "password" })
 	if len(fields) > 0 {
 		reason, note := "Updated", "Updated panel user fields: %s"
-		if user.Status.ObservedGeneration == user.Generation && isReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
+		if user.Status.ObservedGeneration == user.Generation && IsReadyReason(user.Status.Conditions, v1.ReasonReconciled) {
 			reason, note = "DriftCorrected", "Repaired panel user fields changed outside the operator: %s"
 		}
 		log.Info("Updated panel user", "user", klog.KObj(user), "fields", fields)

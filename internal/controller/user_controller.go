@@ -212,15 +212,16 @@ func emailHolder(users []v1.User) *v1.User {
 	var holder *v1.User
 	for i := range users {
 		u := &users[i]
-		if holder == nil || olderThan(u.ObjectMeta, holder.ObjectMeta) {
+		if holder == nil || OlderThan(u.ObjectMeta, holder.ObjectMeta) {
 			holder = u
 		}
 	}
 	return holder
 }
 
-// olderThan orders objects by creationTimestamp, then namespace/name.
-func olderThan(a, b metav1.ObjectMeta) bool {
+// OlderThan orders objects by creationTimestamp, then namespace/name: the order in which the
+// controllers let the first of two conflicting objects win, and the admission webhook with them.
+func OlderThan(a, b metav1.ObjectMeta) bool {
 	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 		return a.CreationTimestamp.Before(&b.CreationTimestamp)
 	}
@@ -399,8 +400,8 @@ func setObservedUser(st *v1.UserStatus, u panel.User, clients []panel.UserClient
 	}
 }
 
-// isReadyReason reports whether the Ready condition has the reason.
-func isReadyReason(conds []metav1.Condition, reason string) bool {
+// IsReadyReason reports whether the Ready condition has the reason.
+func IsReadyReason(conds []metav1.Condition, reason string) bool {
 	c := meta.FindStatusCondition(conds, v1.ConditionReady)
 	return c != nil && c.Reason == reason
 }
@@ -457,7 +458,7 @@ func deletionPredicate() predicate.Predicate {
 func (r *UserReconciler) emailPeers() handler.EventHandler {
 	enqueue := func(ctx context.Context, email string, self types.UID, q workqueue) {
 		var peers v1.UserList
-		if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(email)}); err != nil {
+		if err := r.List(ctx, &peers, client.MatchingFields{IndexUserEmail: panel.NormalizeEmail(email)}); err != nil {
 			return
 		}
 		for _, p := range peers.Items {

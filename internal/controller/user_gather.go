@@ -27,7 +27,7 @@ func (r *UserReconciler) gatherUser(ctx context.Context, user *v1.User) (userFac
 	if checkSpec(r.Options, user) != nil {
 		return f, nil
 	}
-	grants, err := grantsOf(ctx, r.Client, user.Namespace)
+	grants, err := GrantsOf(ctx, r.Client, user.Namespace)
 	if err != nil {
 		return f, err
 	}
@@ -75,7 +75,7 @@ func bindingOf(l panel.Located) *panel.Binding {
 func (r *UserReconciler) gatherPeers(ctx context.Context, f *userFacts) error {
 	user := f.user
 	var peers v1.UserList
-	if err := r.List(ctx, &peers, client.MatchingFields{indexUserEmail: panel.NormalizeEmail(user.Spec.Email)}); err != nil {
+	if err := r.List(ctx, &peers, client.MatchingFields{IndexUserEmail: panel.NormalizeEmail(user.Spec.Email)}); err != nil {
 		return fmt.Errorf("cannot list Users by email: %w", err)
 	}
 	granted, err := r.grantedPeers(ctx, user, peers.Items)
@@ -84,7 +84,7 @@ func (r *UserReconciler) gatherPeers(ctx context.Context, f *userFacts) error {
 	}
 	f.peersRead, f.peers = true, granted
 	if !slices.ContainsFunc(granted, func(p v1.User) bool { return p.UID != user.UID }) &&
-		!isReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
+		!IsReadyReason(user.Status.Conditions, v1.ReasonDuplicateEmail) {
 		return nil
 	}
 	bound, err := r.emailBinding(ctx, user.Spec.Email)
@@ -102,14 +102,14 @@ func (r *UserReconciler) gatherPeers(ctx context.Context, f *userFacts) error {
 // (folded), so one look per namespace decides for all of its Users; the User's own namespace is
 // granted (checkGrant passed).
 func (r *UserReconciler) grantedPeers(ctx context.Context, user *v1.User, peers []v1.User) ([]v1.User, error) {
-	grants := newGrantsCache(r.Client)
+	grants := NewGrantsCache(r.Client)
 	out := make([]v1.User, 0, len(peers))
 	for _, p := range peers {
 		if p.Namespace == user.Namespace {
 			out = append(out, p)
 			continue
 		}
-		g, err := grants.of(ctx, p.Namespace)
+		g, err := grants.Of(ctx, p.Namespace)
 		if err != nil {
 			return nil, err
 		}

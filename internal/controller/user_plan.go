@@ -268,15 +268,15 @@ func checkHolder(o Options, f userFacts) *outcome {
 	return &stop
 }
 
-// resourceFor names another User for the user's conditions and events (sameNamespaceName).
+// resourceFor names another User for the user's conditions and events (SameNamespaceName).
 func resourceFor(user *v1.User, namespace, name string) string {
-	return sameNamespaceName("User", user.Namespace, namespace, name)
+	return SameNamespaceName("User", user.Namespace, namespace, name)
 }
 
-// sameNamespaceName names another object of the kind for the conditions and events of an object
+// SameNamespaceName names another object of the kind for the conditions and events of an object
 // in namespace from: by namespace/name when it is in that same namespace, as "a <kind> in another
 // namespace" otherwise (no tenant learns another's resource names).
-func sameNamespaceName(kind, from, namespace, name string) string {
+func SameNamespaceName(kind, from, namespace, name string) string {
 	if namespace == from {
 		return kind + " " + namespace + "/" + name
 	}

@@ -195,16 +195,36 @@ type MembershipRequest struct {
 // missing.
 func (g Grants) Membership(m MembershipRequest) error {
 	client := strings.ToLower(m.ClientUUID)
-	var granting []grant
-	for _, p := range g.policies {
-		if p.allowAll || slices.Contains(p.clients, client) || p.ownedFromNS && m.OwnerNamespace != "" &&
-			m.OwnerNamespace == g.namespace {
-			granting = append(granting, p)
-		}
-	}
 	named := m.Client
 	if named == "" {
 		named = client
+	}
+	return g.membership(m, named, "the client", func(p grant) bool {
+		return p.allowAll || slices.Contains(p.clients, client) || p.ownedFromNS && m.OwnerNamespace != "" &&
+			m.OwnerNamespace == g.namespace
+	})
+}
+
+// MembershipOfAnyClient judges a ClientMembership whose client is not known yet (one named by
+// company name, which only the panel resolves): nil when a policy that grants the namespace any
+// client at all allows the ownership and the permissions asked for, so that the membership may be
+// allowed once its client is known; else a *Denial, which would hold whichever client the name
+// stands for. m.Client is the client as the membership names it; ClientUUID and OwnerNamespace
+// are not read.
+func (g Grants) MembershipOfAnyClient(m MembershipRequest) error {
+	return g.membership(m, m.Client, "clients", func(p grant) bool {
+		return p.allowAll || len(p.clients) > 0 || p.ownedFromNS
+	})
+}
+
+// membership is the judgement of Membership among the policies grantsClient says grant the
+// client (described by what, for the message).
+func (g Grants) membership(m MembershipRequest, named, what string, grantsClient func(grant) bool) error {
+	var granting []grant
+	for _, p := range g.policies {
+		if grantsClient(p) {
+			granting = append(granting, p)
+		}
 	}
 	if len(granting) == 0 {
 		return g.deny("No PanelAccessPolicy grants namespace %s the client %s (%s); add its UUID to spec.clients.uuids of a "+
@@ -218,8 +238,8 @@ func (g Grants) Membership(m MembershipRequest) error {
 		if slices.ContainsFunc(granting, func(p grant) bool { return p.allowAll || p.ownership }) {
 			return nil
 		}
-		return g.deny("No PanelAccessPolicy lets namespace %s take ownership of client %s (policies granting the client: %s); "+
-			"set spec.clients.ownership: Allowed in one of them", g.namespace, named, strings.Join(names, ", "))
+		return g.deny("No PanelAccessPolicy lets namespace %s take ownership of client %s (policies granting %s: %s); "+
+			"set spec.clients.ownership: Allowed in one of them", g.namespace, named, what, strings.Join(names, ", "))
 	}
 	var fewest []v1.Permission
 	for i, p := range granting {
@@ -231,8 +251,9 @@ func (g Grants) Membership(m MembershipRequest) error {
 			fewest = missing
 		}
 	}
-	return g.deny("No PanelAccessPolicy grants namespace %s the permissions %s on client %s (policies granting the client: %s); "+
-		"add them to spec.maxPermissions of one of them", g.namespace, permissionList(fewest), named, strings.Join(names, ", "))
+	return g.deny("No PanelAccessPolicy grants namespace %s the permissions %s on client %s (policies granting %s: %s); "+
+		"add them to spec.maxPermissions of one of them", g.namespace, permissionList(fewest), named, what,
+		strings.Join(names, ", "))
 }
 
 // missing are the permissions asked for that the grant does not allow, in the panel's order.

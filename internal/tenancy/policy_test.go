@@ -311,6 +311,44 @@ func TestMembership(t *testing.T) {
 	}
 }
 
+// A membership naming its client by company name is judged before the panel resolves the name:
+// refused only when no client the namespace could be granted would allow it.
+func TestMembershipOfAnyClient(t *testing.T) {
+	named := `"Acme Hosting Ltd"`
+	cases := []struct {
+		name     string
+		policies []v1.PanelAccessPolicy
+		req      tenancy.MembershipRequest
+		want     bool
+		message  string
+	}{
+		{"no policy grants a client", []v1.PanelAccessPolicy{policy("p", emails("*@acme.io"))},
+			tenancy.MembershipRequest{Client: named}, false, "the client " + named},
+		{"some client listed", []v1.PanelAccessPolicy{policy("p", clients(v1.ClientGrant{UUIDs: []string{clientA}}))},
+			tenancy.MembershipRequest{Client: named}, true, ""},
+		{"clients owned from the namespace", []v1.PanelAccessPolicy{policy("p", clients(v1.ClientGrant{OwnedFromNamespace: true}))},
+			tenancy.MembershipRequest{Client: named}, true, ""},
+		{"ownership no client-granting policy allows", []v1.PanelAccessPolicy{
+			policy("clients", clients(v1.ClientGrant{UUIDs: []string{clientA}})),
+			policy("owners-without-clients", clients(v1.ClientGrant{Ownership: v1.OwnershipAllowed}))},
+			tenancy.MembershipRequest{Client: named, Owner: true}, false, "(policies granting clients: clients)"},
+		{"permissions beyond every client-granting policy", []v1.PanelAccessPolicy{policy("p",
+			clients(v1.ClientGrant{UUIDs: []string{clientA}}, v1.PermissionManageServices))},
+			tenancy.MembershipRequest{Client: named, Permissions: []v1.Permission{v1.PermissionManageOrders}}, false,
+			"the permissions manage-orders on client " + named},
+		{"permissions one client-granting policy allows", []v1.PanelAccessPolicy{
+			policy("narrow", clients(v1.ClientGrant{UUIDs: []string{clientA}})),
+			policy("wide", clients(v1.ClientGrant{UUIDs: []string{clientB}}, v1.AllPermissions...))},
+			tenancy.MembershipRequest{Client: named, Permissions: []v1.Permission{v1.PermissionManageOrders}}, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tenancy.For(tc.policies, "team-a", nil).MembershipOfAnyClient(tc.req)
+			checkDecision(t, err, tc.want, tc.message)
+		})
+	}
+}
+
 func TestOverlappingPoliciesGrantTheirUnion(t *testing.T) {
 	policies := []v1.PanelAccessPolicy{
 		policy("acme", emails("*@acme.io")),

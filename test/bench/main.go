@@ -53,6 +53,8 @@ type config struct {
 	dupSamples   int
 	resyncPeriod time.Duration
 	only         string
+	// admissionUsers exist when admissionSamples more are created and timed by the API server.
+	admissionUsers, admissionSamples int
 }
 
 // Where a figure's bound comes from.
@@ -96,11 +98,15 @@ func main() {
 		"(e.g. bin/bench/results.md)")
 	flag.StringVar(&c.managerBin, "manager", "bin/manager", "the manager binary")
 	flag.DurationVar(&c.resyncPeriod, "noop-resync-period", 20*time.Second, "manager --resync-period in the no-op run")
-	flag.StringVar(&c.only, "only", "", "run only these figures (comma-separated: memory,cold,overhead,rotation,duplicates,noop)")
+	flag.StringVar(&c.only, "only", "", "run only these figures (comma-separated: memory,cold,overhead,rotation,duplicates,noop,"+
+		"admission)")
+	flag.IntVar(&c.admissionUsers, "admission-users", 10000, "existing Users when the admission webhook is timed")
+	flag.IntVar(&c.admissionSamples, "admission-samples", 1000, "User creates whose admission the API server times")
 	flag.Parse()
 	if c.quick {
 		c.coldUsers, c.overheadN, c.noopUsers, c.secrets, c.rotations = 40, 200, 500, 1000, 20
 		c.dupSmall, c.dupLarge, c.dupSamples, c.resyncPeriod = 50, 500, 5, 10*time.Second
+		c.admissionUsers, c.admissionSamples = 500, 200
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -124,7 +130,7 @@ func run(c config) error {
 		name string
 		fn   func(*world, config) (figure, error)
 	}{{"memory", memory}, {"cold", coldSync}, {"overhead", overhead}, {"rotation", rotation}, {"duplicates", duplicates},
-		{"noop", noopResync}}
+		{"noop", noopResync}, {"admission", admission}}
 	for _, step := range steps {
 		if c.only != "" && !slices.Contains(strings.Split(c.only, ","), step.name) {
 			continue

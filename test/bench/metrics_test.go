@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -89,5 +91,58 @@ func TestCPUFailsOnAnUnreadableStat(t *testing.T) {
 		if got, err := parseCPU(bad); err == nil {
 			t.Errorf("parseCPU(%q) = %v, want an error", bad, got)
 		}
+	}
+}
+
+// admissionExposition is the API server's admission histogram for the User webhook (accepted and
+// refused creates) and the ClientMembership webhook.
+func admissionExposition() string {
+	var b strings.Builder
+	for _, series := range []struct {
+		webhook, rejected string
+		buckets           []string // le=count, cumulative
+	}{
+		{"vuser-v1alpha1.kb.io", "false", []string{"0.005=40", "0.025=80", "0.1=90", "+Inf=90"}},
+		{"vuser-v1alpha1.kb.io", "true", []string{"0.005=10", "0.025=10", "0.1=10", "+Inf=10"}},
+		{"vclientmembership-v1alpha1.kb.io", "false", []string{"0.005=0", "0.1=7", "+Inf=7"}},
+	} {
+		for _, bucket := range series.buckets {
+			le, count, _ := strings.Cut(bucket, "=")
+			fmt.Fprintf(&b, "%s_bucket{name=%q,operation=\"CREATE\",rejected=%q,type=\"validating\",le=%q} %s\n",
+				admissionMetric, series.webhook, series.rejected, le, count)
+		}
+	}
+	return b.String()
+}
+
+// The admission figure's p99 is read from the API server's histogram as histogram_quantile
+// reads it: the series of the User webhook (accepted and rejected alike), linear within the
+// bucket holding the rank.
+func TestAdmissionQuantileReadsTheUserWebhookHistogram(t *testing.T) {
+	s, err := parseExposition(strings.NewReader(admissionExposition()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.histogramOf(admissionMetric, admissionLabels...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.count != 100 {
+		t.Fatalf("count %v, want 100 (both rejected values, not the membership webhook)", h.count)
+	}
+	for _, c := range []struct{ q, want float64 }{
+		{0.5, 0.005},           // rank 50: the whole first bucket
+		{0.9, 0.025},           // rank 90: the end of the second
+		{0.99, 0.025 + 0.0675}, // rank 99: 9 of the last 10, within (0.025, 0.1]
+	} {
+		if got := h.quantile(c.q); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("quantile(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := h.minus(h).count; got != 0 {
+		t.Errorf("a histogram minus itself counts %v", got)
+	}
+	if _, err := s.histogramOf(admissionMetric, "name", "vnothing.kb.io"); err == nil {
+		t.Error("a histogram with no series read as empty, want an error")
 	}
 }

@@ -36,6 +36,7 @@ import (
 type world struct {
 	env        *envtest.Environment
 	k8s        client.WithWatch
+	cfg        *rest.Config // the admin's
 	kubeconfig string
 	dir        string
 	mariadb    *testdb.MariaDB
@@ -67,6 +68,7 @@ func startWorld(c config) (*world, error) {
 		return nil, err
 	}
 	cfg.QPS, cfg.Burst = -1, 1000
+	w.cfg = cfg
 	if w.k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: w.env.Scheme}); err != nil {
 		return nil, err
 	}

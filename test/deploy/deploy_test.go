@@ -63,6 +63,9 @@ func run(m *testing.M) int {
 const (
 	defaultDir    = "config/default"
 	namespacedDir = "config/namespaced"
+	// selfManagedCertsDir is config/default without cert-manager: the webhook's certificate is a
+	// Secret the cluster admin creates.
+	selfManagedCertsDir = "config/self-managed-certs"
 )
 
 // operatorNamespace is where config/default deploys the manager.
@@ -104,10 +107,16 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 		namespace string // the --namespace the manager gets; "" for none
 	}{
 		{defaultDir, map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
-			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 1, "PanelAccessPolicy": 1}, ""},
+			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 2, "PanelAccessPolicy": 1,
+			"ValidatingWebhookConfiguration": 1, "Certificate": 1, "Issuer": 1}, ""},
 		{namespacedDir, map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
-			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3, "Service": 1, "PanelAccessPolicy": 1},
+			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3, "Service": 2, "PanelAccessPolicy": 1,
+			"ValidatingWebhookConfiguration": 1, "Certificate": 1, "Issuer": 1},
 			strings.Join(watchedNamespaces, ",")},
+		// Without cert-manager: every object, the webhook configuration included, is dry-run.
+		{selfManagedCertsDir, map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "Deployment": 1,
+			"ServiceAccount": 1, "ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 2,
+			"PanelAccessPolicy": 1, "ValidatingWebhookConfiguration": 1}, ""},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			objs := render(t, tc.dir)
@@ -127,6 +136,11 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 			kinds := map[string]int{}
 			for _, o := range objs {
 				kinds[o.GetKind()]++
+				if o.GroupVersionKind().Group == certManagerGroup {
+					// This API server has no cert-manager CRDs; TestWebhookCertificateWiring checks
+					// these objects' references instead.
+					continue
+				}
 				err := k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), client.DryRunAll,
 					client.FieldOwner("deploy-test"), client.ForceOwnership)
 				if err != nil {
@@ -138,6 +152,9 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 					t.Errorf("%s renders %d %s, want at least %d", tc.dir, kinds[kind], kind, want)
 				}
 			}
+			if tc.dir == selfManagedCertsDir && kinds["Certificate"]+kinds["Issuer"] != 0 {
+				t.Errorf("%s renders cert-manager objects: %v", tc.dir, kinds)
+			}
 			if kinds["ConfigMap"] != 0 {
 				t.Errorf("%s renders %d ConfigMaps, want none (namespaces.yaml's list is local to kustomize)", tc.dir,
 					kinds["ConfigMap"])
@@ -146,6 +163,92 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 				if o.GetKind() == "Deployment" {
 					checkDeployment(t, o, tc.namespace)
 				}
+			}
+		})
+	}
+}
+
+// certManagerGroup is cert-manager's API group: config/certmanager's Issuer and Certificate.
+const certManagerGroup = "cert-manager.io"
+
+// The webhook's certificate reaches the manager and the API server by names that kustomize's
+// prefixes and replacements must keep in step: the Certificate names the webhook Service's DNS
+// names, writes the Secret the Deployment mounts at --webhook-cert-path, and is the one
+// cert-manager's CA injector copies into the ValidatingWebhookConfiguration; that configuration
+// calls the Service, which reaches the manager's webhook port even while the manager is not
+// Ready (its readyz includes the panel database).
+func TestWebhookCertificateWiring(t *testing.T) {
+	for _, dir := range []string{defaultDir, namespacedDir} {
+		t.Run(dir, func(t *testing.T) {
+			byKind := map[string][]*unstructured.Unstructured{}
+			for _, o := range render(t, dir) {
+				byKind[o.GetKind()] = append(byKind[o.GetKind()], o)
+			}
+			one := func(kind, nameSuffix string) *unstructured.Unstructured {
+				for _, o := range byKind[kind] {
+					if strings.HasSuffix(o.GetName(), nameSuffix) {
+						return o
+					}
+				}
+				t.Fatalf("%s renders no %s *%s", dir, kind, nameSuffix)
+				return nil
+			}
+			svc, cert := one("Service", "webhook-service"), one("Certificate", "serving-cert")
+			issuer, vwc, deploy := one("Issuer", "selfsigned-issuer"), one("ValidatingWebhookConfiguration", ""), one("Deployment", "")
+
+			dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+			wantDNS := []string{svc.GetName() + "." + svc.GetNamespace() + ".svc",
+				svc.GetName() + "." + svc.GetNamespace() + ".svc.cluster.local"}
+			if !slices.Equal(dns, wantDNS) {
+				t.Errorf("the Certificate's dnsNames are %v, want %v", dns, wantDNS)
+			}
+			if ref, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name"); ref != issuer.GetName() {
+				t.Errorf("the Certificate's issuer is %q, want %q", ref, issuer.GetName())
+			}
+			if got, want := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"], cert.GetNamespace()+"/"+cert.GetName(); got != want {
+				t.Errorf("the webhook configuration injects the CA of %q, want %q", got, want)
+			}
+			if notReady, _, _ := unstructured.NestedBool(svc.Object, "spec", "publishNotReadyAddresses"); !notReady {
+				t.Error("the webhook Service sends nothing to a manager that is not Ready: a panel database outage would " +
+					"refuse every apply of a User")
+			}
+			webhooks, _, _ := unstructured.NestedSlice(vwc.Object, "webhooks")
+			if len(webhooks) != 2 {
+				t.Fatalf("the webhook configuration has %d webhooks, want 2 (User, ClientMembership)", len(webhooks))
+			}
+			for _, w := range webhooks {
+				s, _, _ := unstructured.NestedMap(w.(map[string]any), "clientConfig", "service")
+				if s["name"] != svc.GetName() || s["namespace"] != svc.GetNamespace() {
+					t.Errorf("a webhook calls Service %v/%v, want %s/%s", s["namespace"], s["name"], svc.GetNamespace(), svc.GetName())
+				}
+			}
+
+			var d appsv1.Deployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(deploy.Object, &d); err != nil {
+				t.Fatal(err)
+			}
+			secret, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+			mounted := ""
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.Secret != nil && v.Secret.SecretName == secret {
+					mounted = v.Name
+				}
+			}
+			c := d.Spec.Template.Spec.Containers[0]
+			var mountPath string
+			for _, m := range c.VolumeMounts {
+				if m.Name == mounted && mounted != "" {
+					mountPath = m.MountPath
+				}
+			}
+			if mountPath == "" || !slices.Contains(c.Args, "--webhook-cert-path="+mountPath) {
+				t.Errorf("the manager does not read its webhook certificate from Secret %s (volumes %v, args %v)", secret,
+					d.Spec.Template.Spec.Volumes, c.Args)
+			}
+			target, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+			port := target[0].(map[string]any)["targetPort"]
+			if !slices.Contains(c.Args, fmt.Sprintf("--webhook-port=%v", port)) || !slices.Contains(c.Args, "--enable-webhooks") {
+				t.Errorf("the manager does not serve webhooks on the Service's target port %v: args %v", port, c.Args)
 			}
 		})
 	}

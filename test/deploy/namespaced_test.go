@@ -2,22 +2,27 @@ package deploy_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/testdb"
 	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
@@ -38,8 +43,11 @@ func TestNamespacedOverlayManagerWorksWithOnlyItsRoles(t *testing.T) {
 		ensureNamespace(t, ns)
 	}
 	var args []string
+	var webhooks *unstructured.Unstructured
 	for _, o := range objs {
 		switch o.GetKind() {
+		case "ValidatingWebhookConfiguration":
+			webhooks = o
 		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PanelAccessPolicy":
 			if err := k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()),
 				client.FieldOwner("deploy-test"), client.ForceOwnership); err != nil {
@@ -91,9 +99,13 @@ func TestNamespacedOverlayManagerWorksWithOnlyItsRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The Deployment's webhook flags, with a certificate and port of the test's own: the rendered
+	// ValidatingWebhookConfiguration, pointed at them, makes the API server call the binary.
+	webhookArgs, hostPort, ca := localWebhookServer(t, dir)
 	testenv.KeepSecret(testPassword)
-	testenv.StartManager(t, bin, "namespaced", false, append(args, "--kubeconfig="+kubeconfig,
+	testenv.StartManager(t, bin, "namespaced", false, append(append(args, webhookArgs...), "--kubeconfig="+kubeconfig,
 		"--panel-dsn=sqlite://"+dbPath, "--leader-election-namespace="+operatorNamespace), nil)
+	installWebhooks(t, webhooks, hostPort, ca)
 
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "jane-password"},
 		StringData: map[string]string{"password": testPassword}}
@@ -109,6 +121,11 @@ func TestNamespacedOverlayManagerWorksWithOnlyItsRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := waitUserReady(t, user)
+	// The deployed webhook refuses a second User with the email at create.
+	second := &v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "jane-again"}, Spec: user.Spec}
+	if err := k8s.Create(ctx, second); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "DuplicateEmail") {
+		t.Errorf("a second User with jane's email was not refused DuplicateEmail by the webhook: %v", err)
+	}
 	if got.Status.TOTPSecretName == "" {
 		t.Fatal("the User is Ready with TOTP but names no TOTP Secret")
 	}
@@ -141,8 +158,57 @@ func deploymentArgs(t *testing.T, o *unstructured.Unstructured) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !slices.Contains(args, "--enable-webhooks") {
+		t.Fatalf("the Deployment's manager does not serve its webhooks: args %v", args)
+	}
 	return slices.DeleteFunc(args, func(a string) bool {
-		return strings.HasPrefix(a, "--metrics-bind-address") || strings.HasPrefix(a, "--health-probe-bind-address")
+		return strings.HasPrefix(a, "--metrics-bind-address") || strings.HasPrefix(a, "--health-probe-bind-address") ||
+			strings.HasPrefix(a, "--webhook-port") || strings.HasPrefix(a, "--webhook-cert-path")
+	})
+}
+
+// localWebhookServer makes a serving certificate in dir and picks a loopback port for a manager's
+// webhook server: the flags to give it, its address and the certificate's CA.
+func localWebhookServer(t *testing.T, dir string) (args []string, hostPort string, ca []byte) {
+	t.Helper()
+	certDir := filepath.Join(dir, "webhook-certs")
+	ca, err := testenv.ServingCert(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := testdb.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port), "--webhook-cert-path=" + certDir},
+		fmt.Sprintf("127.0.0.1:%d", port), ca
+}
+
+// installWebhooks creates the rendered ValidatingWebhookConfiguration pointed at a manager's
+// webhook server at hostPort, and removes it when the test ends (with failurePolicy Fail, a
+// configuration left behind without its manager would refuse every later User).
+func installWebhooks(t *testing.T, rendered *unstructured.Unstructured, hostPort string, ca []byte) {
+	t.Helper()
+	if rendered == nil {
+		t.Fatal("the overlay renders no ValidatingWebhookConfiguration")
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(rendered.Object, vwc); err != nil {
+		t.Fatal(err)
+	}
+	testenv.PointWebhooksAt(vwc, hostPort, ca)
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true,
+		func(ctx context.Context) (bool, error) { return testenv.ServesTLS(ctx, hostPort, ca) == nil, nil })
+	if err != nil {
+		t.Fatalf("the manager's webhook server never answered at %s: %v", hostPort, err)
+	}
+	if err := k8s.Create(context.Background(), vwc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := k8s.Delete(context.Background(), vwc); err != nil {
+			t.Errorf("cannot remove the webhook configuration: %v", err)
+		}
 	})
 }
 

@@ -1,0 +1,136 @@
+package v1alpha1_test
+
+import (
+	"strings"
+	"testing"
+
+	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+)
+
+const (
+	clientA = "0b8f2a4e-3c1d-4e5f-8a9b-0c1d2e3f4a5b"
+	clientB = "1c9f3b5f-4d2e-4f60-9bac-1d2e3f4a5b6c"
+)
+
+func byUUID(uuid string) v1.ClientSelector { return v1.ClientSelector{UUID: uuid} }
+
+// clientGrant grants the namespaces client uuid with the permissions, and ownership when owner.
+func clientGrant(uuid string, owner bool, perms ...v1.Permission) v1.PanelAccessPolicySpec {
+	g := &v1.ClientGrant{UUIDs: []string{uuid}, Ownership: v1.OwnershipNever}
+	if owner {
+		g.Ownership = v1.OwnershipAllowed
+	}
+	return v1.PanelAccessPolicySpec{Clients: g, MaxPermissions: perms}
+}
+
+func mustContain(t *testing.T, msg string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("the refusal lacks %q: %s", w, msg)
+		}
+	}
+}
+
+func TestMembershipWithinItsGrantIsAccepted(t *testing.T) {
+	ns := namespace(t)
+	policy(t, clientGrant(clientA, true, v1.PermissionManageServices), ns)
+	m := membership(ns, "jane-a", "jane", byUUID(clientA))
+	m.Spec.Permissions = []v1.Permission{v1.PermissionManageServices}
+	mustCreate(t, m)
+	owner := membership(ns, "john-a", "john", byUUID(clientA))
+	owner.Spec.Owner = true
+	mustCreate(t, owner)
+}
+
+func TestMembershipOfAClientNotGrantedIsRefused(t *testing.T) {
+	ns := namespace(t)
+	policy(t, clientGrant(clientA, false), ns)
+	msg := refused(t, create(t, membership(ns, "jane-b", "jane", byUUID(clientB))), membershipWebhook)
+	mustContain(t, msg, "NotPermitted", "the client "+clientB)
+}
+
+func TestMembershipByCompanyNameWhereNoClientIsGrantedIsRefused(t *testing.T) {
+	ns := namespace(t)
+	policy(t, emailsAt("no-clients.example"), ns)
+	msg := refused(t, create(t, membership(ns, "jane-acme", "jane", v1.ClientSelector{CompanyName: "Acme Hosting Ltd"})),
+		membershipWebhook)
+	mustContain(t, msg, "NotPermitted", `the client "Acme Hosting Ltd"`)
+}
+
+func TestMembershipTakingOwnershipNotAllowedIsRefused(t *testing.T) {
+	ns := namespace(t)
+	policy(t, clientGrant(clientA, false), ns)
+	m := membership(ns, "jane-a", "jane", byUUID(clientA))
+	m.Spec.Owner = true
+	msg := refused(t, create(t, m), membershipWebhook)
+	mustContain(t, msg, "NotPermitted", "take ownership of client "+clientA)
+}
+
+func TestMembershipAskingMoreThanMaxPermissionsIsRefused(t *testing.T) {
+	ns := namespace(t)
+	policy(t, clientGrant(clientA, false, v1.PermissionManageServices), ns)
+	m := membership(ns, "jane-a", "jane", byUUID(clientA))
+	m.Spec.Permissions = []v1.Permission{v1.PermissionManageServices, v1.PermissionManageInvoices}
+	msg := refused(t, create(t, m), membershipWebhook)
+	mustContain(t, msg, "NotPermitted", "the permissions manage-invoices on client "+clientA)
+	if strings.Contains(msg, "manage-services,") {
+		t.Errorf("the refusal names a permission that is granted: %s", msg)
+	}
+
+	// Raising the permissions of an accepted membership is judged too.
+	m.Spec.Permissions = []v1.Permission{v1.PermissionManageServices}
+	mustCreate(t, m)
+	m.Spec.Permissions = append(m.Spec.Permissions, v1.PermissionManageOrders)
+	mustContain(t, refused(t, k8s.Update(t.Context(), m), membershipWebhook), "NotPermitted", "manage-orders")
+}
+
+func TestSecondMembershipOfOneUserToOneClientIsRefused(t *testing.T) {
+	ns := namespace(t)
+	policy(t, clientGrant(clientA, false), ns)
+	mustCreate(t, membership(ns, "jane-a", "jane", byUUID(clientA)))
+	msg := refused(t, create(t, membership(ns, "jane-a-again", "jane", byUUID(clientA))), membershipWebhook)
+	mustContain(t, msg, "DuplicateMembership", "ClientMembership "+ns+"/jane-a already associates User jane")
+	// Another user of the same client is no duplicate.
+	mustCreate(t, membership(ns, "john-a", "john", byUUID(clientA)))
+}
+
+func TestSecondOwnerOfAClientIsRefusedNamingTheFirstOnlyInItsNamespace(t *testing.T) {
+	ownerNS, otherNS := namespace(t), namespace(t)
+	policy(t, clientGrant(clientB, true), ownerNS, otherNS)
+	first := membership(ownerNS, "jane-b", "jane", byUUID(clientB))
+	first.Spec.Owner = true
+	mustCreate(t, first)
+
+	same := membership(ownerNS, "john-b", "john", byUUID(clientB))
+	same.Spec.Owner = true
+	mustContain(t, refused(t, create(t, same), membershipWebhook), "OwnerConflict", "ClientMembership "+ownerNS+"/jane-b")
+
+	other := membership(otherNS, "john-b", "john", byUUID(clientB))
+	other.Spec.Owner = true
+	msg := refused(t, create(t, other), membershipWebhook)
+	mustContain(t, msg, "OwnerConflict", "a ClientMembership in another namespace")
+	if strings.Contains(msg, ownerNS) || strings.Contains(msg, "jane-b") {
+		t.Errorf("the refusal names the other namespace's membership: %s", msg)
+	}
+}
+
+func TestMembershipOfAClientNotGrantedLearnsNothingOfItsOwner(t *testing.T) {
+	ownerNS, ns := namespace(t), namespace(t)
+	policy(t, clientGrant(clientA, true), ownerNS)
+	policy(t, clientGrant(clientB, true), ns)
+	first := membership(ownerNS, "jane-a", "jane", byUUID(clientA))
+	first.Spec.Owner = true
+	mustCreate(t, first)
+
+	probe := func(uuid string) string {
+		m := membership(ns, "probe", "john", byUUID(uuid))
+		m.Spec.Owner = true
+		return refused(t, create(t, m), membershipWebhook)
+	}
+	owned, unowned := probe(clientA), probe("2d0a4c6a-5e3f-4071-8cbd-2e3f4a5b6c7d")
+	mustContain(t, owned, "NotPermitted")
+	if strings.ReplaceAll(owned, clientA, "2d0a4c6a-5e3f-4071-8cbd-2e3f4a5b6c7d") != unowned {
+		t.Errorf("an owned client is refused differently from an unowned one:\n owned: %s\n unowned: %s", owned, unowned)
+	}
+}
