@@ -141,7 +141,7 @@ func renderDefault() ([]byte, error) {
 // pluginManager is what the plugin's values.yaml must say about the Deployment of config/manager
 // for hack/helm/values.yaml and the edits below to be right.
 const pluginManager = `
-args: [--leader-elect]
+args: [--leader-elect, --enable-webhooks]
 env:
 - name: PUQ_PANEL_DSN
   valueFrom: {secretKeyRef: {name: puq-user-operator-panel-db, key: dsn}}
@@ -272,6 +272,15 @@ var templateEdits = map[string][]edit{
 // a Secret the admin provides (webhook.certificate.secretName, with its CA in caBundle).
 var webhookEdits = map[string][]edit{
 	"templates/manager/manager.yaml": {
+		// The manager serves webhooks only with --enable-webhooks (config/manager's args say it;
+		// the chart's follow webhook.enabled); it has no "-1" port.
+		{`(?m)^        \{\{- if \.Values\.webhook\.enabled \}\}\n        - --webhook-port=\{\{ \.Values\.webhook\.port \}\}\n` +
+			`        \{\{- else \}\}\n        # Set -1 to disable the webhook server\n        - --webhook-port=-1\n        \{\{- end \}\}\n`,
+			`        {{- if .Values.webhook.enabled }}
+        - --enable-webhooks
+        - --webhook-port={{ .Values.webhook.port }}
+        {{- end }}
+`, false},
 		{`\{\{- if and \.Values\.certManager\.enabled \.Values\.webhook\.enabled \}\}`,
 			`{{- if and .Values.webhook.enabled (or .Values.certManager.enabled .Values.webhook.certificate.secretName) }}`, true},
 		{`(?m)^            secretName: webhook-server-cert$`,

@@ -69,6 +69,9 @@ func TestHelmInstallsUpgradesAndUninstallsOnAFreshCluster(t *testing.T) {
 		return err == nil
 	}
 	const policy = "puq-user-operator-own-namespace"
+	// The chart's defaults use cert-manager for the webhook's certificate: its CRDs come first, as
+	// on any cluster that runs cert-manager.
+	installChartCRDs(t, c)
 
 	helm(nil, "install", releaseName, chartDir, "--create-namespace")
 	if !exists(&v1.PanelAccessPolicy{}, "", policy) {

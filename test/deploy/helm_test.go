@@ -54,18 +54,10 @@ func chartNonDefault() map[string]any {
 		"prometheus":    map[string]any{"enabled": true, "labels": map[string]any{"release": "kube-prometheus"}},
 		"certManager":   map[string]any{"enabled": true},
 		"networkPolicy": map[string]any{"enabled": true},
-	}
-	if webhookInChart() {
-		v["webhook"] = map[string]any{"enabled": true}
+		// The controllers alone refuse what the webhook would (after the apply, as conditions).
+		"webhook": map[string]any{"enabled": false},
 	}
 	return v
-}
-
-// webhookInChart says whether config/default deploys the validating webhook (issue 16), and so the
-// chart has it; until then the chart refuses webhook.enabled.
-func webhookInChart() bool {
-	_, err := os.Stat(filepath.Join(testenv.RepoRoot(), chartDir, "templates", "webhook", "not-in-config.yaml"))
-	return err != nil
 }
 
 // tool is the path of a binary the Makefile installs under bin/; a missing one fails the test
@@ -138,7 +130,7 @@ func TestHelmChartLints(t *testing.T) {
 
 // installChartCRDs creates the CRDs of cert-manager and prometheus-operator that
 // `make chart-test-deps` takes from their Go modules, and waits until the API server serves them.
-func installChartCRDs(t *testing.T) {
+func installChartCRDs(t *testing.T, k8s client.Client) {
 	t.Helper()
 	dir := filepath.Join(testenv.RepoRoot(), "bin", "chart-crds")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
@@ -169,7 +161,7 @@ func installChartCRDs(t *testing.T) {
 			t.Fatalf("create CRD %s: %v", crd.Name, err)
 		}
 		deadline := time.Now().Add(30 * time.Second)
-		for !established(t, crd.Name) {
+		for !established(t, k8s, crd.Name) {
 			if time.Now().After(deadline) {
 				t.Fatalf("CRD %s is not Established after 30s", crd.Name)
 			}
@@ -178,7 +170,7 @@ func installChartCRDs(t *testing.T) {
 	}
 }
 
-func established(t *testing.T, name string) bool {
+func established(t *testing.T, k8s client.Client, name string) bool {
 	t.Helper()
 	crd := &apiextensionsv1.CustomResourceDefinition{}
 	if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, crd); err != nil {
@@ -193,7 +185,7 @@ func established(t *testing.T, name string) bool {
 }
 
 func TestHelmChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
-	installChartCRDs(t)
+	installChartCRDs(t, k8s)
 	type testCase struct {
 		name      string
 		values    map[string]any
@@ -205,21 +197,21 @@ func TestHelmChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 	}
 	cases := []testCase{
 		{"defaults", nil, map[string]int{"CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
-			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 1, "PanelAccessPolicy": 1},
+			"ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 2, "PanelAccessPolicy": 1,
+			"Issuer": 1, "Certificate": 1, "ValidatingWebhookConfiguration": 1},
 			"", []string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db", ""},
 		{"non-default values", chartNonDefault(), map[string]int{"CustomResourceDefinition": 3, "Deployment": 1,
 			"ServiceAccount": 1, "ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3, "Service": 1,
-			"PanelAccessPolicy": 1, "ServiceMonitor": 1, "NetworkPolicy": 1},
+			"PanelAccessPolicy": 1, "ServiceMonitor": 1, "NetworkPolicy": 1, "Issuer": 1},
 			strings.Join(watchedNamespaces, ","), []string{"puq-user-operator-all-namespaces"}, "panel-db", ""},
 	}
-	if webhookInChart() {
-		// Without cert-manager: the serving certificate from a Secret the admin provides.
-		cases = append(cases, testCase{"webhook with a provided certificate", map[string]any{"webhook": map[string]any{
-			"enabled": true, "certificate": map[string]any{"secretName": "webhook-tls",
-				"caBundle": base64.StdEncoding.EncodeToString([]byte("the admin's CA"))}}},
-			map[string]int{"ValidatingWebhookConfiguration": 1, "Deployment": 1}, "",
-			[]string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db", "webhook-tls"})
-	}
+	// Without cert-manager: the serving certificate from a Secret the admin provides.
+	cases = append(cases, testCase{"webhook with a provided certificate", map[string]any{
+		"certManager": map[string]any{"enabled": false},
+		"webhook": map[string]any{"enabled": true, "certificate": map[string]any{"secretName": "webhook-tls",
+			"caBundle": base64.StdEncoding.EncodeToString([]byte("the admin's CA"))}}},
+		map[string]int{"ValidatingWebhookConfiguration": 1, "Deployment": 1}, "",
+		[]string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db", "webhook-tls"})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := renderChart(t, tc.values)
