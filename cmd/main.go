@@ -21,6 +21,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -285,12 +286,39 @@ func run(s settings) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("panel-database", func(r *http.Request) error { return store.Ping(r.Context()) }); err != nil {
+	// Readiness is "this replica can answer": its caches synced and, with webhooks, its webhook
+	// server started. The Deployment's probe excludes panel-database (/readyz?exclude=panel-database):
+	// a database outage must not take every replica out of the webhook Service (failurePolicy Fail
+	// would then refuse every apply of a User); the database's own state is in /readyz (all checks),
+	// the Users' DatabaseUnavailable conditions and the metrics.
+	if err := mgr.AddReadyzCheck(readyzInformers, informersSynced(mgr.GetCache())); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck(readyzPanelDatabase, func(r *http.Request) error { return store.Ping(r.Context()) }); err != nil {
 		return err
 	}
 	setupLog.Info("Starting manager", "instanceID", s.instanceID, "clusterID", cluster, "previousClusterID",
 		s.previousClusterID, "languages", opts.Languages, "defaultLanguage", opts.DefaultLanguage)
 	return mgr.Start(ctx)
+}
+
+// The readiness checks' names (/readyz/<name>).
+const (
+	readyzInformers     = "informers"
+	readyzPanelDatabase = "panel-database"
+)
+
+// informersSynced passes once every informer the cache has started has synced, so a replica
+// takes webhook requests only when it can judge them from a complete cache.
+func informersSynced(c crcache.Cache) healthz.Checker {
+	return func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !c.WaitForCacheSync(ctx) {
+			return errors.New("the informers have not synced yet")
+		}
+		return nil
+	}
 }
 
 // setupWebhooks registers the admission webhooks, which judge from the manager's cache with the

@@ -79,4 +79,3 @@ func nullableBytes(b []byte) any {
 	}
 	return string(b)
 }
-

@@ -205,9 +205,9 @@ func TestWebhookCertificateWiring(t *testing.T) {
 			if got, want := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"], cert.GetNamespace()+"/"+cert.GetName(); got != want {
 				t.Errorf("the webhook configuration injects the CA of %q, want %q", got, want)
 			}
-			if notReady, _, _ := unstructured.NestedBool(svc.Object, "spec", "publishNotReadyAddresses"); !notReady {
-				t.Error("the webhook Service sends nothing to a manager that is not Ready: a panel database outage would " +
-					"refuse every apply of a User")
+			if notReady, _, _ := unstructured.NestedBool(svc.Object, "spec", "publishNotReadyAddresses"); notReady {
+				t.Error("the webhook Service sends requests to replicas that are not Ready: a crash-looping or starting " +
+					"replica would refuse applies")
 			}
 			webhooks, _, _ := unstructured.NestedSlice(vwc.Object, "webhooks")
 			if len(webhooks) != 2 {
@@ -232,6 +232,11 @@ func TestWebhookCertificateWiring(t *testing.T) {
 				}
 			}
 			c := d.Spec.Template.Spec.Containers[0]
+			// A panel database outage must keep the replicas Ready, that is in the webhook Service
+			// (TestReadinessLeavesThePanelDatabaseOut in test/e2e proves the binary's side).
+			if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz?exclude=panel-database" {
+				t.Errorf("the manager's readiness probe is %+v, want /readyz?exclude=panel-database", p)
+			}
 			var mountPath string
 			for _, m := range c.VolumeMounts {
 				if m.Name == mounted && mounted != "" {
