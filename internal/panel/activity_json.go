@@ -91,7 +91,7 @@ func carbonJSON(v string, loc *time.Location) string {
 
 // phpString writes v as PHP's json_encode does with no flags: '/' escaped as "\/", every
 // non-ASCII character as a lowercase \uXXXX (UTF-16 surrogate pairs above the BMP), control
-// characters as \b \f \n \r \t or \u00XX; '<', '>', '&' and '\” left as they are. Bytes that are
+// characters as \b \f \n \r \t or \u00XX; '<', '>', '&' and the apostrophe left as they are. Bytes that are
 // not UTF-8 become U+FFFD (json_encode would fail on them; the panel's own rows cannot hold them).
 func phpString(b *strings.Builder, v string) {
 	const hex = "0123456789abcdef"
