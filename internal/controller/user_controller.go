@@ -111,7 +111,7 @@ type UserReconciler struct {
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/status,verbs=patch
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/finalizers,verbs=update
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships,verbs=get;list;watch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one User's panel user in line with its spec and reports the panel's view.

@@ -58,6 +58,9 @@ type Options struct {
 	// panel shows it at login ("Use the Authenticator app on your device <name>") and in the
 	// Verification Center. Empty means DefaultTOTPDeviceName.
 	TOTPDeviceName string
+	// ReadOnly opens the database only to read it (kubectl puq import): nothing is created, not
+	// even the operator's binding tables, and no panel table is checked for more than its columns.
+	ReadOnly bool
 }
 
 // DefaultOperationTimeout is the deadline of one store operation. The operator's queries touch a
@@ -133,7 +136,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// default deadline, so a short operation deadline does not fail a start on a busy server.
 	opTimeout := s.timeout
 	s.timeout = max(s.timeout, DefaultOperationTimeout)
-	if err := s.prepare(ctx); err != nil {
+	if err := s.prepare(ctx, opts.ReadOnly); err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
@@ -266,9 +269,15 @@ func (s *Store) Ping(ctx context.Context) error {
 	return classify("reach the panel database", s.db.PingContext(ctx))
 }
 
-func (s *Store) prepare(ctx context.Context) error {
+func (s *Store) prepare(ctx context.Context, readOnly bool) error {
 	if err := s.Ping(ctx); err != nil {
 		return err
+	}
+	if readOnly {
+		if s.engine == EngineMySQL {
+			return s.checkSchema(ctx)
+		}
+		return nil
 	}
 	if s.engine == EngineSQLite {
 		if _, err := s.db.ExecContext(ctx, sqliteSchema); err != nil {
