@@ -490,3 +490,15 @@ func userOfMembership(_ context.Context, o client.Object) []reconcile.Request {
 	m := o.(*v1.ClientMembership)
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.UserRef.Name}}}
 }
+
+// DesiredPanelUser is the panel user the operator makes of user, as a reconcile decides it with
+// these Options, and with seed as the authenticator seed when user asks for TOTP. kubectl puq import
+// compares it with the panel (panel.Snapshot.Differences) to import only users the operator will
+// leave exactly as they are.
+func DesiredPanelUser(o Options, user *v1.User, seed string) panel.DesiredUser {
+	d := desiredFields(o, user)
+	if wantsTOTP(user) {
+		d.TOTPSecret = seed
+	}
+	return d
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/puqcloud/puq-user-operator/internal/password"
 )
 
 // ErrConflict: the panel user's binding is no longer what the caller read (another resource or
@@ -491,5 +493,13 @@ func holdsHash(ctx context.Context, tx *sql.Tx, userUUID, hash string) (bool, er
 	if err := tx.QueryRowContext(ctx, "SELECT `password` FROM users WHERE uuid = ?", userUUID).Scan(&stored); err != nil {
 		return false, err
 	}
-	return stored.Valid && subtle.ConstantTimeCompare([]byte(stored.String), []byte(hash)) == 1, nil
+	if !stored.Valid {
+		return false, nil
+	}
+	// The same hash in another bcrypt prefix ($2a$, $2b$) is the same password to PHP: no write.
+	same, err := password.PanelForm(stored.String)
+	if err != nil {
+		same = stored.String
+	}
+	return subtle.ConstantTimeCompare([]byte(same), []byte(hash)) == 1, nil
 }

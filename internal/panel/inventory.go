@@ -14,17 +14,14 @@ type Record struct {
 	UUID   string
 	Email  string
 	Status string
-	// Nullable columns: nil is NULL.
-	FirstName, LastName, Phone, Language, AdminNotes *string
-	TwoFactor, Disabled, PhoneVerified         bool
 	// PasswordHash is the users.password column as stored.
 	PasswordHash string
 	// Verifications are the user's verification rows in the panel's order (created_at, uuid).
 	Verifications []RecordVerification
 	// Memberships are the user's client_x_user rows, by client UUID.
 	Memberships []RecordMembership
-	// Bound says an operator binding row exists for the user (some resource manages it already).
-	Bound bool
+	// Binding is the user's operator binding (some resource manages it already); nil when none.
+	Binding *Binding
 }
 
 // RecordVerification is one verifications row of a Record.
@@ -53,8 +50,7 @@ func (s *Store) Records(ctx context.Context) (_ []Record, err error) {
 }
 
 func (s *Store) readRecords(ctx context.Context) ([]Record, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT CAST(`uuid` AS CHAR), `email`, `status`, `firstname`, `lastname`, "+
-		"`phone_number`, `language`, `admin_notes`, `two_factor`, `disable`, `phone_verified`, `password` FROM users "+
+	rows, err := s.db.QueryContext(ctx, "SELECT CAST(`uuid` AS CHAR), `email`, `status`, `password` FROM users "+
 		"ORDER BY `email`, `uuid`")
 	if err != nil {
 		return nil, err
@@ -63,14 +59,11 @@ func (s *Store) readRecords(ctx context.Context) ([]Record, error) {
 	index := map[string]int{}
 	for rows.Next() {
 		var r Record
-		var first, last, phone, lang, notes sql.NullString
 		var hash sql.NullString
-		if err := rows.Scan(&r.UUID, &r.Email, &r.Status, &first, &last, &phone, &lang, &notes, &r.TwoFactor,
-			&r.Disabled, &r.PhoneVerified, &hash); err != nil {
+		if err := rows.Scan(&r.UUID, &r.Email, &r.Status, &hash); err != nil {
 			_ = rows.Close()
 			return nil, err
 		}
-		r.FirstName, r.LastName, r.Phone, r.Language, r.AdminNotes = ptr(first), ptr(last), ptr(phone), ptr(lang), ptr(notes)
 		r.PasswordHash = hash.String
 		index[r.UUID] = len(out)
 		out = append(out, r)
@@ -131,18 +124,18 @@ func (s *Store) readRecords(ctx context.Context) ([]Record, error) {
 	if err != nil || !has {
 		return out, err
 	}
-	rows, err = s.db.QueryContext(ctx, "SELECT CAST(`user_uuid` AS CHAR) FROM "+bindingTable)
+	rows, err = s.db.QueryContext(ctx, "SELECT "+bindingColumns+" FROM "+bindingTable)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
-		var user string
-		if err := rows.Scan(&user); err != nil {
+		b, err := scanBinding(rows.Scan)
+		if err != nil {
 			return nil, err
 		}
-		if i, ok := index[user]; ok {
-			out[i].Bound = true
+		if i, ok := index[b.UserUUID]; ok {
+			out[i].Binding = &b
 		}
 	}
 	return out, rows.Err()
@@ -157,13 +150,6 @@ func (s *Store) hasTable(ctx context.Context, name string) (bool, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, query, name).Scan(&n)
 	return n > 0, err
-}
-
-func ptr(v sql.NullString) *string {
-	if !v.Valid {
-		return nil
-	}
-	return &v.String
 }
 
 // Differences names what Apply(d) would change on the snapshot's user: its managed columns, and

@@ -42,8 +42,12 @@ type Options struct {
 	// DSN is "mysql://user@tcp(host:3306)/db?param=value" or "sqlite:///path/to/panel.db".
 	// It must not hold a password.
 	DSN string
-	// PasswordFile holds the MySQL password. Empty: the PANEL_DB_PASSWORD environment variable.
+	// PasswordFile holds the MySQL password. Empty: Password, else the PANEL_DB_PASSWORD
+	// environment variable.
 	PasswordFile string
+	// Password is the MySQL password itself (kubectl puq import reads it from the operator's
+	// Secret); used when PasswordFile is empty.
+	Password string
 	// Location is the panel's timezone (APP_TIMEZONE), for created_at and updated_at. Nil: UTC.
 	Location *time.Location
 	// Now returns the current time; nil means time.Now. Tests set it.
@@ -122,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	switch {
 	case strings.HasPrefix(opts.DSN, "mysql://"):
 		s.engine = EngineMySQL
-		s.db, err = openMySQL(strings.TrimPrefix(opts.DSN, "mysql://"), opts.PasswordFile)
+		s.db, err = openMySQL(strings.TrimPrefix(opts.DSN, "mysql://"), opts.PasswordFile, opts.Password)
 	case strings.HasPrefix(opts.DSN, "sqlite://"):
 		s.engine = EngineSQLite
 		s.db, err = openSQLite(strings.TrimPrefix(opts.DSN, "sqlite://"))
@@ -144,10 +148,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
+func openMySQL(dsn, passwordFile, password string) (*sql.DB, error) {
 	cfg, err := mysqlConfig(dsn, passwordFile)
 	if err != nil {
 		return nil, err
+	}
+	if passwordFile == "" && password != "" {
+		cfg.Passwd = password
 	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
