@@ -355,3 +355,62 @@ func keys[V any](m map[string]V) []string {
 	slices.Sort(out)
 	return out
 }
+
+func TestImportWithSecretsDirWritesOwnerOnlyFilesAndNothingToTheClusterOrThePanel(t *testing.T) {
+	ip := seedImportPanel(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "import-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	before := panelChecksums(t, ip.p)
+	dir, secrets := filepath.Join(t.TempDir(), "users"), filepath.Join(t.TempDir(), "secrets")
+	report := runImport(t, "--kubeconfig", adminKubeconfig(t), "-n", ns.Name, "--panel-dsn", ip.p.DSN,
+		"--panel-password-file", ip.p.PasswordFile, "-o", dir, "--secrets-dir", secrets)
+	if !strings.Contains(report, "Imported 3 users") {
+		t.Errorf("the report: %s", report)
+	}
+	var list corev1.SecretList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("%d Secrets created in the cluster with --secrets-dir, want none", len(list.Items))
+	}
+	files := readTree(t, secrets)
+	if len(files) != 4 {
+		t.Errorf("%d files in --secrets-dir, want 4 (3 password Secrets, 1 TOTP Secret): %v", len(files), keys(files))
+	}
+	for name, b := range files {
+		st, err := os.Stat(filepath.Join(secrets, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", name, st.Mode().Perm())
+		}
+		s := &corev1.Secret{}
+		if err := yaml.Unmarshal(b, s); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(name, "-password.yaml") && !strings.HasPrefix(string(s.Data[v1.PasswordKeyHash]), "$2y$12$") {
+			t.Errorf("%s does not hold the panel's cost-12 hash under key %s", name, v1.PasswordKeyHash)
+		}
+		if strings.HasSuffix(name, "-totp.yaml") && string(s.Data["secret"]) != ip.alice.seed {
+			t.Errorf("%s does not hold alice's seed", name)
+		}
+	}
+	if st, err := os.Stat(secrets); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("--secrets-dir is %v (%v), want mode 0700", st.Mode().Perm(), err)
+	}
+	if got := panelChecksums(t, ip.p); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("the import changed panel tables")
+	}
+	var tables int
+	if err := ip.p.Root.QueryRow("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() " +
+		"AND table_name LIKE 'puq\\_operator\\_%'").Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 0 {
+		t.Errorf("the import created %d of the operator's tables in the panel database, want none", tables)
+	}
+}

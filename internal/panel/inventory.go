@@ -120,9 +120,8 @@ func (s *Store) readRecords(ctx context.Context) ([]Record, error) {
 	}
 	_ = rows.Close()
 
-	has, err := s.hasTable(ctx, bindingTable)
-	if err != nil || !has {
-		return out, err
+	if s.unbound {
+		return out, nil
 	}
 	rows, err = s.db.QueryContext(ctx, "SELECT "+bindingColumns+" FROM "+bindingTable)
 	if err != nil {

@@ -97,6 +97,9 @@ type Store struct {
 	observe func(op string, d time.Duration, err error)
 	timeout time.Duration // of one operation
 	device  string        // TOTPDeviceName
+	// unbound: a read-only store found no binding table (no operator ever ran on this database),
+	// so no user is bound and snapshots read no bindings.
+	unbound bool
 }
 
 //go:embed schema_sqlite.sql
@@ -282,9 +285,13 @@ func (s *Store) prepare(ctx context.Context, readOnly bool) error {
 	}
 	if readOnly {
 		if s.engine == EngineMySQL {
-			return s.checkSchema(ctx)
+			if err := s.checkSchema(ctx); err != nil {
+				return err
+			}
 		}
-		return nil
+		has, err := s.hasTable(ctx, bindingTable)
+		s.unbound = !has
+		return classify("read the panel schema", err)
 	}
 	if s.engine == EngineSQLite {
 		if _, err := s.db.ExecContext(ctx, sqliteSchema); err != nil {
