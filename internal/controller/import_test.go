@@ -106,13 +106,13 @@ func seedImportPanel(t *testing.T) *importPanel {
 	ip.mallory = user("mallory@acme.io", "x", "md5$0cc175b9c0f1b6a831c399e269772661", "active", false, false, true, nil, "en", nil)
 	ip.frank = user("frank@acme.io", "river-Stone-2-maple", "", "fraud", true, false, true, nil, "en", nil)
 	ip.dave = user("dave@acme.io", "cedar-Lake-5-opal", "", "active", false, false, true, "050 123 4567", "en", nil)
-	client := func(company string) string {
+	newClient := func(company string) string {
 		id := newUUID()
 		exec("INSERT INTO clients (uuid, firstname, lastname, company_name, tax_id, status, created_at, updated_at) "+
 			"VALUES (?, 'Ann', 'Smith', ?, ?, 'active', ?, ?)", id, company, "TAX-"+company, created, created)
 		return id
 	}
-	ip.acme, ip.beta = client("Acme"), client("Beta")
+	ip.acme, ip.beta = newClient("Acme"), newClient("Beta")
 	link := func(c string, u seededUser, owner bool, perms string) {
 		exec("INSERT INTO client_x_user (client_uuid, user_uuid, owner, permissions, created_at, updated_at) "+
 			"VALUES (?, ?, ?, ?, ?, ?)", c, u.uuid, owner, perms, created, created)
@@ -214,7 +214,7 @@ func applyKustomization(t *testing.T, c client.Client, dir string) []*unstructur
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	var objs []*unstructured.Unstructured
+	objs := make([]*unstructured.Unstructured, 0, len(res.Resources()))
 	for _, r := range res.Resources() {
 		y, err := r.AsYAML()
 		if err != nil {

@@ -200,7 +200,7 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			u := base(func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
 			return userFacts{user: u, password: read(strong, "s/1"), totp: totpFacts{read: true, exists: true}}
 		}, want{stop: "TOTPSecretConflict", msg: "ns/jane-totp"}},
-		{"TOTP wanted and an unowned Secret kubectl puq import made with the panel's seed: adopted, nothing written to the panel", func() userFacts {
+		{"an unowned TOTP Secret kubectl puq import made with the panel's seed: adopted, nothing written to the panel", func() userFacts {
 			u := base(func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
 			d := desiredFields(opts, u)
 			d.TOTPSecret = "SEED"

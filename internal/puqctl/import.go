@@ -66,14 +66,18 @@ namespace's PanelAccessPolicies do not let it adopt, is reported and left out wh
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.PanelDSN, "panel-dsn", "", "The panel database, as the operator's --panel-dsn: mysql://user@tcp(host:3306)/database or sqlite:///path")
+	fs.StringVar(&o.PanelDSN, "panel-dsn", "", "The panel database, as the operator's --panel-dsn: "+
+		"mysql://user@tcp(host:3306)/database or sqlite:///path")
 	fs.StringVar(&o.PanelPasswordFile, "panel-password-file", "", "File holding the database password (else $"+panel.PasswordEnv+")")
-	fs.StringVar(&o.DSNSecret, "dsn-secret", "", "NAMESPACE/NAME[/KEY] of the Secret the operator takes its DSN (key dsn) and password (key password) from")
-	fs.StringSliceVar(&o.Emails, "email", nil, "Import only users whose email matches one of these patterns (as in a PanelAccessPolicy: *@example.com)")
+	fs.StringVar(&o.DSNSecret, "dsn-secret", "", "NAMESPACE/NAME[/KEY] of the Secret the operator takes its DSN "+
+		"(key dsn) and password (key password) from")
+	fs.StringSliceVar(&o.Emails, "email", nil, "Import only users whose email matches one of these patterns "+
+		"(as in a PanelAccessPolicy: *@example.com)")
 	fs.StringSliceVar(&o.Clients, "client", nil, "Import only users associated with one of these client UUIDs")
 	fs.StringSliceVar(&o.Statuses, "status", nil, "Import only users of these panel statuses (new, active, inactive)")
 	fs.StringVarP(&o.OutputDir, "output-dir", "o", "", "Directory the User and ClientMembership YAML and kustomization.yaml are written to")
-	fs.StringVar(&o.SecretsDir, "secrets-dir", "", "Write the password and TOTP Secrets here as 0600 files instead of creating them in the cluster")
+	fs.StringVar(&o.SecretsDir, "secrets-dir", "", "Write the password and TOTP Secrets here as 0600 files "+
+		"instead of creating them in the cluster")
 	fs.StringSliceVar(&o.Languages, "languages", []string{"en", "uk", "pl", "fr"}, "The operator's --languages")
 	fs.StringVar(&o.DefaultLanguage, "default-language", "", "The operator's --default-language")
 	fs.StringVar(&o.TOTPIssuer, "totp-issuer", "PUQcloud", "The operator's --totp-issuer (the issuer in the otpauth URL)")
@@ -203,7 +207,7 @@ func grantsOf(ctx context.Context, c client.Client, namespace string) (tenancy.G
 
 // selectRecords keeps the records --email, --client and --status select (all when none is given).
 func (o *ImportOptions) selectRecords(records []panel.Record) []*panel.Record {
-	var patterns []v1.EmailPattern
+	patterns := make([]v1.EmailPattern, 0, len(o.Emails))
 	for _, e := range o.Emails {
 		patterns = append(patterns, v1.EmailPattern(e))
 	}
@@ -289,7 +293,7 @@ func (o *ImportOptions) report(w io.Writer, namespace string, res importResult) 
 
 // importLabels are the labels of every Secret import creates.
 func importLabels() map[string]string {
-	return map[string]string{v1.LabelImported: "true", "app.kubernetes.io/managed-by": "kubectl-puq"}
+	return map[string]string{v1.LabelImported: labelOn, "app.kubernetes.io/managed-by": "kubectl-puq"}
 }
 
 // secretsOf are the Secrets of one imported user: its password Secret and, with TOTP, its TOTP

@@ -48,7 +48,8 @@ type importRules struct {
 // The patterns of the User API (api/v1alpha1/user_types.go), checked here so that a user the
 // apiserver would refuse is reported instead of written.
 var (
-	emailPattern    = regexp.MustCompile(`^[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+(\.[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+)*@[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+(\.[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+)*$`)
+	emailAtom       = `[^\x00-\x20\x7F\x{85}\p{Z}()<>\[\]:;@\\,".]+`
+	emailPattern    = regexp.MustCompile(`^` + emailAtom + `(\.` + emailAtom + `)*@` + emailAtom + `(\.` + emailAtom + `)*$`)
 	phonePattern    = regexp.MustCompile(`^\+[0-9]{7,15}$`)
 	languagePattern = regexp.MustCompile(`^[a-z]{2}(_[A-Z]{2})?$`)
 )
@@ -70,39 +71,8 @@ func planImport(rules importRules, r *panel.Record, snap *panel.Snapshot) (*impo
 	if b := r.Binding; b != nil && (b.Namespace != rules.namespace || b.Name != name) {
 		problem("already managed by User %s/%s", b.Namespace, b.Name)
 	}
-	var state v1.UserState
-	switch {
-	case u.Status == "active" && !u.Disabled:
-		state = v1.UserStateActive
-	case u.Status == "inactive" && u.Disabled:
-		state = v1.UserStateInactive
-	case u.Status == "new" && !u.Disabled:
-		// Left to the panel, which makes a new user active at their first login.
-	case u.Status == "closed" || u.Status == "fraud":
-		problem("status %s: a User's state is Active or Inactive", u.Status)
-	default:
-		problem("status %s with disable %t: the panel's status and disable disagree", u.Status, u.Disabled)
-	}
-	if l := len(u.Email); l < 3 || l > 255 || !emailPattern.MatchString(u.Email) {
-		problem("email %q is not an address spec.email accepts", u.Email)
-	}
-	if u.FirstName == "" {
-		problem("firstname is empty; spec.firstName is required")
-	}
-	if u.LastName == "" {
-		problem("lastname is empty; spec.lastName is required")
-	}
-	if u.Phone != "" && !phonePattern.MatchString(u.Phone) {
-		problem("phone %q is not E.164 (+ and 7 to 15 digits)", u.Phone)
-	}
-	if u.Language != "" && !languagePattern.MatchString(u.Language) {
-		problem("language %q is not a locale spec.language accepts", u.Language)
-	}
-	if h, err := password.PanelForm(r.PasswordHash); err != nil {
-		problem("password: the stored value is not a bcrypt hash")
-	} else if cost, _ := password.CostOf(h); !rules.operator.HashCosts.Contains(cost) {
-		problem("password: a bcrypt hash of cost %d, outside the operator's accepted costs %s", cost, rules.operator.HashCosts)
-	}
+	state := stateOf(u, problem)
+	checkFields(rules, u, r.PasswordHash, problem)
 
 	spec := v1.UserSpec{
 		Email: u.Email, FirstName: u.FirstName, LastName: u.LastName, Phone: u.Phone, Language: u.Language,
@@ -126,7 +96,7 @@ func planImport(rules importRules, r *panel.Record, snap *panel.Snapshot) (*impo
 	}
 	user := &v1.User{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "User"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: rules.namespace, Labels: map[string]string{v1.LabelImported: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: rules.namespace, Labels: importedLabel()},
 		Spec:       spec,
 	}
 	if diff := snap.Differences(controller.DesiredPanelUser(rules.operator, user, seed)); len(diff) > 0 {
@@ -151,11 +121,55 @@ func planImport(rules importRules, r *panel.Record, snap *panel.Snapshot) (*impo
 	return out, nil
 }
 
+// stateOf is spec.state for the panel's status and disable: Active, Inactive, or unset for a new
+// user (the panel makes it active at the first login); a problem when the spec cannot say it.
+func stateOf(u panel.User, problem func(string, ...any)) v1.UserState {
+	var state v1.UserState
+	switch {
+	case u.Status == "active" && !u.Disabled:
+		state = v1.UserStateActive
+	case u.Status == "inactive" && u.Disabled:
+		state = v1.UserStateInactive
+	case u.Status == "new" && !u.Disabled:
+		// Left to the panel, which makes a new user active at their first login.
+	case u.Status == "closed" || u.Status == "fraud":
+		problem("status %s: a User's state is Active or Inactive", u.Status)
+	default:
+		problem("status %s with disable %t: the panel's status and disable disagree", u.Status, u.Disabled)
+	}
+	return state
+}
+
+// checkFields adds a problem for each field the User API would refuse, and for a password the
+// operator would not take as a hash.
+func checkFields(rules importRules, u panel.User, hash string, problem func(string, ...any)) {
+	if l := len(u.Email); l < 3 || l > 255 || !emailPattern.MatchString(u.Email) {
+		problem("email %q is not an address spec.email accepts", u.Email)
+	}
+	if u.FirstName == "" {
+		problem("firstname is empty; spec.firstName is required")
+	}
+	if u.LastName == "" {
+		problem("lastname is empty; spec.lastName is required")
+	}
+	if u.Phone != "" && !phonePattern.MatchString(u.Phone) {
+		problem("phone %q is not E.164 (+ and 7 to 15 digits)", u.Phone)
+	}
+	if u.Language != "" && !languagePattern.MatchString(u.Language) {
+		problem("language %q is not a locale spec.language accepts", u.Language)
+	}
+	if h, err := password.PanelForm(hash); err != nil {
+		problem("password: the stored value is not a bcrypt hash")
+	} else if cost, _ := password.CostOf(h); !rules.operator.HashCosts.Contains(cost) {
+		problem("password: a bcrypt hash of cost %d, outside the operator's accepted costs %s", cost, rules.operator.HashCosts)
+	}
+}
+
 // membership is the ClientMembership of one client_x_user row, or why the spec cannot say it.
 func membership(rules importRules, userName string, m panel.RecordMembership) (*v1.ClientMembership, error) {
 	spec := v1.ClientMembershipSpec{UserRef: v1.LocalUserReference{Name: userName},
 		Client: v1.ClientSelector{UUID: m.ClientUUID}, Owner: m.Owner, DeletionPolicy: v1.MembershipDeletionRetain}
-	var perms []v1.Permission
+	perms := make([]v1.Permission, 0, len(m.Permissions))
 	for _, k := range m.Permissions {
 		perms = append(perms, v1.Permission(k))
 	}
@@ -177,7 +191,7 @@ func membership(rules importRules, userName string, m panel.RecordMembership) (*
 	return &v1.ClientMembership{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "ClientMembership"},
 		ObjectMeta: metav1.ObjectMeta{Name: userName + "-" + shortID(m.ClientUUID), Namespace: rules.namespace,
-			Labels: map[string]string{v1.LabelImported: "true"}},
+			Labels: importedLabel()},
 		Spec: spec,
 	}, nil
 }
@@ -235,3 +249,9 @@ func shortID(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:4])
 }
+
+// labelOn is the value of the import label.
+const labelOn = "true"
+
+// importedLabel marks what import wrote (v1.LabelImported).
+func importedLabel() map[string]string { return map[string]string{v1.LabelImported: labelOn} }

@@ -53,7 +53,9 @@ func TestImportReportsUsersTheSpecCannotSayExactly(t *testing.T) {
 		"no last name":        func(r *panelRow) { r.lastname, r.wantProblem = nil, "lastname is empty" },
 		"non-E.164 phone":     func(r *panelRow) { r.phone, r.wantProblem = "0501234567", `phone "0501234567" is not E.164` },
 		"language unset while the operator would write one": func(r *panelRow) { r.language, r.wantProblem = nil, "would rewrite language" },
-		"no verification row for the email":                 func(r *panelRow) { r.noEmailRow, r.wantProblem = true, "would rewrite emailVerification" },
+		"no verification row for the email": func(r *panelRow) {
+			r.noEmailRow, r.wantProblem = true, "would rewrite emailVerification"
+		},
 		"two authenticator rows": func(r *panelRow) {
 			r.twoFactor, r.totpRows, r.wantProblem = true, 2, "would rewrite totp"
 		},

@@ -58,7 +58,7 @@ func applySecrets(ctx context.Context, c client.Client, issuer string, res *impo
 				return counts, fmt.Errorf("cannot read Secret %s/%s: %w", want.Namespace, want.Name, err)
 			case bytes.Equal(have.Data[decisiveKey(want)], want.Data[decisiveKey(want)]):
 				mine = append(mine, pending{want: want, have: have})
-			case have.Labels[v1.LabelImported] != "true":
+			case have.Labels[v1.LabelImported] != labelOn:
 				conflict = append(conflict, want.Name)
 			default:
 				mine = append(mine, pending{want: want, have: have})
