@@ -362,10 +362,25 @@ func TestImportWithSecretsDirWritesOwnerOnlyFilesAndNothingToTheClusterOrThePane
 	if err := k8s.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
+	// The panel is reached the operator's way: the DSN and password from its Secret (--dsn-secret).
+	dbPassword, err := os.ReadFile(ip.p.PasswordFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operatorNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "operator-"}}
+	if err := k8s.Create(context.Background(), operatorNS); err != nil {
+		t.Fatal(err)
+	}
+	dsnSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS.Name, Name: "panel-db"},
+		Data: map[string][]byte{"dsn": []byte(ip.p.DSN), "password": dbPassword}}
+	if err := k8s.Create(context.Background(), dsnSecret); err != nil {
+		t.Fatal(err)
+	}
 	before := panelChecksums(t, ip.p)
 	dir, secrets := filepath.Join(t.TempDir(), "users"), filepath.Join(t.TempDir(), "secrets")
-	report := runImport(t, "--kubeconfig", adminKubeconfig(t), "-n", ns.Name, "--panel-dsn", ip.p.DSN,
-		"--panel-password-file", ip.p.PasswordFile, "-o", dir, "--secrets-dir", secrets)
+	t.Setenv(panel.PasswordEnv, "")
+	report := runImport(t, "--kubeconfig", adminKubeconfig(t), "-n", ns.Name, "--dsn-secret", operatorNS.Name+"/panel-db",
+		"-o", dir, "--secrets-dir", secrets)
 	if !strings.Contains(report, "Imported 3 users") {
 		t.Errorf("the report: %s", report)
 	}
