@@ -53,6 +53,8 @@ type config struct {
 	dupSamples   int
 	resyncPeriod time.Duration
 	only         string
+	importUsers  int
+	pluginBin    string
 }
 
 // Where a figure's bound comes from.
@@ -95,12 +97,15 @@ func main() {
 	flag.StringVar(&c.markdownOut, "markdown", "", "where to also write the Markdown table the run prints "+
 		"(e.g. bin/bench/results.md)")
 	flag.StringVar(&c.managerBin, "manager", "bin/manager", "the manager binary")
+	flag.StringVar(&c.pluginBin, "plugin", "bin/kubectl-puq", "the kubectl puq binary (the import figure)")
+	flag.IntVar(&c.importUsers, "import-users", 10000, "panel users imported and adopted in the import figure")
 	flag.DurationVar(&c.resyncPeriod, "noop-resync-period", 20*time.Second, "manager --resync-period in the no-op run")
-	flag.StringVar(&c.only, "only", "", "run only these figures (comma-separated: memory,cold,overhead,rotation,duplicates,noop)")
+	flag.StringVar(&c.only, "only", "", "run only these figures (comma-separated: memory,cold,overhead,rotation,duplicates,noop,import)")
 	flag.Parse()
 	if c.quick {
 		c.coldUsers, c.overheadN, c.noopUsers, c.secrets, c.rotations = 40, 200, 500, 1000, 20
 		c.dupSmall, c.dupLarge, c.dupSamples, c.resyncPeriod = 50, 500, 5, 10*time.Second
+		c.importUsers = 300
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -113,6 +118,7 @@ func run(c config) error {
 	if !filepath.IsAbs(c.managerBin) {
 		c.managerBin = filepath.Join(root, c.managerBin)
 	}
+	c.pluginBin = pluginPath(root, c.pluginBin)
 	w, err := startWorld(c)
 	if err != nil {
 		return err
@@ -124,7 +130,7 @@ func run(c config) error {
 		name string
 		fn   func(*world, config) (figure, error)
 	}{{"memory", memory}, {"cold", coldSync}, {"overhead", overhead}, {"rotation", rotation}, {"duplicates", duplicates},
-		{"noop", noopResync}}
+		{"noop", noopResync}, {"import", importFigure}}
 	for _, step := range steps {
 		if c.only != "" && !slices.Contains(strings.Split(c.only, ","), step.name) {
 			continue
