@@ -29,12 +29,15 @@ type Factory struct {
 	IOStreams genericiooptions.IOStreams
 }
 
-// Client returns a controller-runtime client (no cache) for the cluster the flags name.
+// Client returns a controller-runtime client (no cache) for the cluster the flags name. It has no
+// client-side rate limit (client-go's default of 5 requests/s would make an import of thousands
+// of Secrets take minutes); the API server's priority and fairness protects the server.
 func (f *Factory) Client() (client.Client, error) {
 	cfg, err := f.ConfigFlags.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("cannot load the kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = -1, 0
 	c, err := client.New(cfg, client.Options{Scheme: Scheme})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build a client: %w", err)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,71 +32,116 @@ func decisiveKey(s *corev1.Secret) string {
 	return "secret"
 }
 
+// secretWorkers is how many Secret requests import has in flight at once.
+const secretWorkers = 8
+
 // applySecrets creates the Secrets of the imported users in the cluster, or updates those an
 // earlier import made when the panel's value changed since. A user one of whose Secrets exists,
 // was not made by import and holds another value is moved to the skipped users: nothing of it is
-// written, the directory included.
+// written, the directory included. Reads, then writes, run secretWorkers at a time.
 func applySecrets(ctx context.Context, c client.Client, issuer string, res *importResult) (secretCounts, error) {
-	var counts secretCounts
 	type pending struct {
+		user       int
 		want, have *corev1.Secret
 	}
-	kept := res.users[:0]
-	var todo []pending
-	for _, in := range res.users {
+	var all []*pending
+	for i, in := range res.users {
 		secrets, err := secretsOf(issuer, in)
 		if err != nil {
-			return counts, err
+			return secretCounts{}, err
 		}
-		var mine []pending
-		var conflict []string
 		for _, want := range secrets {
-			have := &corev1.Secret{}
-			err := c.Get(ctx, client.ObjectKeyFromObject(want), have)
-			switch {
-			case apierrors.IsNotFound(err):
-				mine = append(mine, pending{want: want})
-			case err != nil:
-				return counts, fmt.Errorf("cannot read Secret %s/%s: %w", want.Namespace, want.Name, err)
-			case bytes.Equal(have.Data[decisiveKey(want)], want.Data[decisiveKey(want)]):
-				mine = append(mine, pending{want: want, have: have})
-			case have.Labels[v1.LabelImported] != labelOn:
-				conflict = append(conflict, want.Name)
-			default:
-				mine = append(mine, pending{want: want, have: have})
-			}
+			all = append(all, &pending{user: i, want: want})
 		}
-		if len(conflict) > 0 {
-			res.skipped = append(res.skipped, &skipped{uuid: in.record.UUID, email: in.record.Email, problems: []string{
-				fmt.Sprintf("Secret %s exists, was not made by kubectl puq import and holds another value; "+
-					"rename or delete it", strings.Join(conflict, ", "))}})
-			res.memberships -= len(in.memberships)
+	}
+	err := parallel(ctx, len(all), func(i int) error {
+		p, have := all[i], &corev1.Secret{}
+		err := c.Get(ctx, client.ObjectKeyFromObject(p.want), have)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("cannot read Secret %s/%s: %w", p.want.Namespace, p.want.Name, err)
+		default:
+			p.have = have
+		}
+		return nil
+	})
+	if err != nil {
+		return secretCounts{}, err
+	}
+	same := func(p *pending) bool {
+		return p.have != nil && bytes.Equal(p.have.Data[decisiveKey(p.want)], p.want.Data[decisiveKey(p.want)])
+	}
+	conflicts := map[int][]string{}
+	for _, p := range all {
+		if p.have != nil && !same(p) && p.have.Labels[v1.LabelImported] != labelOn {
+			conflicts[p.user] = append(conflicts[p.user], p.want.Name)
+		}
+	}
+	var todo []*pending
+	for _, p := range all {
+		if _, bad := conflicts[p.user]; !bad {
+			todo = append(todo, p)
+		}
+	}
+	kept := make([]*imported, 0, len(res.users))
+	for i, in := range res.users {
+		names, bad := conflicts[i]
+		if !bad {
+			kept = append(kept, in)
 			continue
 		}
-		kept = append(kept, in)
-		todo = append(todo, mine...)
+		res.skipped = append(res.skipped, &skipped{uuid: in.record.UUID, email: in.record.Email, problems: []string{
+			fmt.Sprintf("Secret %s exists, was not made by kubectl puq import and holds another value; "+
+				"rename or delete it", strings.Join(names, ", "))}})
+		res.memberships -= len(in.memberships)
 	}
 	res.users = kept
-	for _, p := range todo {
+	var created, updated, unchanged atomic.Int64
+	err = parallel(ctx, len(todo), func(i int) error {
+		p := todo[i]
 		switch {
 		case p.have == nil:
 			if err := c.Create(ctx, p.want); err != nil {
-				return counts, fmt.Errorf("cannot create Secret %s/%s: %w", p.want.Namespace, p.want.Name, err)
+				return fmt.Errorf("cannot create Secret %s/%s: %w", p.want.Namespace, p.want.Name, err)
 			}
-			counts.created++
-		case bytes.Equal(p.have.Data[decisiveKey(p.want)], p.want.Data[decisiveKey(p.want)]):
-			counts.unchanged++
+			created.Add(1)
+		case same(p):
+			unchanged.Add(1)
 		default:
 			// The panel's value changed since the last import (a password set in the panel): the
 			// Secret follows it, so the operator never writes the old one back.
 			p.have.Data = p.want.Data
 			if err := c.Update(ctx, p.have); err != nil {
-				return counts, fmt.Errorf("cannot update Secret %s/%s: %w", p.want.Namespace, p.want.Name, err)
+				return fmt.Errorf("cannot update Secret %s/%s: %w", p.want.Namespace, p.want.Name, err)
 			}
-			counts.updated++
+			updated.Add(1)
 		}
+		return nil
+	})
+	return secretCounts{created: int(created.Load()), updated: int(updated.Load()), unchanged: int(unchanged.Load())}, err
+}
+
+// parallel runs fn(0..n-1) on secretWorkers goroutines and returns the first error (the rest of
+// the work is then skipped).
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	var next atomic.Int64
+	var first atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range min(secretWorkers, n) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n) && first.Load() == nil && ctx.Err() == nil; i = next.Add(1) - 1 {
+				if err := fn(int(i)); err != nil {
+					first.CompareAndSwap(nil, &err)
+				}
+			}
+		})
 	}
-	return counts, nil
+	wg.Wait()
+	if err := first.Load(); err != nil {
+		return *err
+	}
+	return ctx.Err()
 }
 
 // totpKey is the TOTP Secret's content for a seed the panel holds.
