@@ -87,11 +87,24 @@ func importFigure(w *world, c config) (figure, error) {
 	if err := w.waitReady(ns, c.importUsers, 30*time.Minute); err != nil {
 		return figure{}, err
 	}
+	usersTime := time.Since(t1)
 	if err := waitMembershipsReady(w, ns, c.importUsers, 30*time.Minute); err != nil {
 		return figure{}, err
 	}
 	opTime := time.Since(t1)
 	hashes, err := mgr.metric("puq_user_operator_bcrypt_hash_duration_seconds_count")
+	if err != nil {
+		return figure{}, err
+	}
+	s, err := mgr.scrape()
+	if err != nil {
+		return figure{}, err
+	}
+	userReconciles, err := s.sum("controller_runtime_reconcile_total", "controller", "user")
+	if err != nil {
+		return figure{}, err
+	}
+	membershipReconciles, err := s.sum("controller_runtime_reconcile_total", "controller", "clientmembership")
 	if err != nil {
 		return figure{}, err
 	}
@@ -121,9 +134,10 @@ func importFigure(w *world, c config) (figure, error) {
 	return ratioFigure("Import adoption", opRate, "Users/s", baseRate, ">= 0.7", func(r float64) bool { return r >= 0.7 },
 		boundMeasured, "a plain client's Users/s creating the same Users and ClientMemberships with the same concurrency",
 		fmt.Sprintf("%d panel users and %d memberships imported (kubectl puq import: %s, peak RSS %.1f MiB, Secrets "+
-			"created included), applied with %d workers, all Ready in %s; 0 bcrypt hashes, 0 rows changed in panel "+
+			"created included), applied with %d workers, Users Ready in %s, all Ready in %s (%.0f User and %.0f ClientMembership reconciles); 0 bcrypt hashes, 0 rows changed in panel "+
 			"tables, %d binding rows written", c.importUsers, c.importUsers, importTime.Round(time.Millisecond),
-			float64(peakKiB)/1024, concurrency, opTime.Round(time.Millisecond), bindings)), nil
+			float64(peakKiB)/1024, concurrency, usersTime.Round(time.Millisecond), opTime.Round(time.Millisecond),
+			userReconciles, membershipReconciles, bindings)), nil
 }
 
 // seedImportPanel inserts n panel users the panel's way, all with one cost-12 hash (the operator
