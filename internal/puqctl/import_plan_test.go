@@ -161,3 +161,33 @@ func insertRow(t *testing.T, store *panel.Store, r panelRow) {
 			"created_at, updated_at) VALUES (?, ?, ?, ?, 'x', '', ?, ?)", id, ns, name, uuid.NewString(), at, at)
 	}
 }
+
+func TestImportSelectsUsersByEmailPatternClientAndStatus(t *testing.T) {
+	records := []panel.Record{
+		{UUID: "1", Email: "Jane@Acme.io", Status: "active", Memberships: []panel.RecordMembership{{ClientUUID: "C-1"}}},
+		{UUID: "2", Email: "bob@acme.io", Status: "new"},
+		{UUID: "3", Email: "eve@other.io", Status: "active", Memberships: []panel.RecordMembership{{ClientUUID: "c-2"}}},
+	}
+	for _, tc := range []struct {
+		name string
+		o    ImportOptions
+		want string
+	}{
+		{"every user by default", ImportOptions{}, "Jane@Acme.io bob@acme.io eve@other.io"},
+		{"an email pattern, compared as the panel compares", ImportOptions{Emails: []string{"jane@acme.io", "*@other.io"}},
+			"Jane@Acme.io eve@other.io"},
+		{"a client UUID in any case", ImportOptions{Clients: []string{"c-1"}}, "Jane@Acme.io"},
+		{"a status", ImportOptions{Statuses: []string{"new"}}, "bob@acme.io"},
+		{"all of them at once", ImportOptions{Emails: []string{"*@acme.io"}, Statuses: []string{"active"}, Clients: []string{"C-2"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, r := range tc.o.selectRecords(records) {
+				got = append(got, r.Email)
+			}
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("selected %q, want %q", strings.Join(got, " "), tc.want)
+			}
+		})
+	}
+}
