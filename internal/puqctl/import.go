@@ -95,6 +95,8 @@ type importResult struct {
 	memberships int
 	secrets     secretCounts
 	removed     []string
+	// unselected are the panel users --email, --client and --status left out.
+	unselected int
 }
 
 // Run reads the panel, decides every selected user, creates (or writes) the Secrets of those
@@ -136,6 +138,7 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	res.unselected = len(records) - len(selected)
 	if o.SecretsDir != "" {
 		err = writeSecretFiles(o.SecretsDir, o.TOTPIssuer, res.users)
 	} else {
@@ -278,6 +281,9 @@ func (o *ImportOptions) report(w io.Writer, namespace string, res importResult) 
 	} else {
 		_, _ = fmt.Fprintf(w, "Secrets in namespace %s: %d created, %d updated, %d unchanged.\n",
 			namespace, res.secrets.created, res.secrets.updated, res.secrets.unchanged)
+	}
+	if res.unselected > 0 {
+		_, _ = fmt.Fprintf(w, "Not selected: %d other panel users (left as they are).\n", res.unselected)
 	}
 	for _, f := range res.removed {
 		_, _ = fmt.Fprintf(w, "Removed %s: its panel user is no longer imported.\n", f)
