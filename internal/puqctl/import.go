@@ -147,7 +147,14 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if res.removed, err = writeDirectory(o.OutputDir, namespace, res.users); err != nil {
+	selectedEmails, panelEmails := map[string]bool{}, map[string]bool{}
+	for _, r := range records {
+		panelEmails[panel.NormalizeEmail(r.Email)] = true
+	}
+	for _, r := range selected {
+		selectedEmails[panel.NormalizeEmail(r.Email)] = true
+	}
+	if res.removed, err = writeDirectory(o.OutputDir, namespace, res.users, selectedEmails, panelEmails); err != nil {
 		return err
 	}
 	o.report(o.f.IOStreams.Out, namespace, res)
@@ -286,7 +293,7 @@ func (o *ImportOptions) report(w io.Writer, namespace string, res importResult) 
 		_, _ = fmt.Fprintf(w, "Not selected: %d other panel users (left as they are).\n", res.unselected)
 	}
 	for _, f := range res.removed {
-		_, _ = fmt.Fprintf(w, "Removed %s: its panel user is no longer imported.\n", f)
+		_, _ = fmt.Fprintf(w, "Removed %s: its panel user is gone or no longer imported.\n", f)
 	}
 	if len(res.skipped) == 0 {
 		return

@@ -2,6 +2,7 @@ package puqctl
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,5 +190,70 @@ func TestImportSelectsUsersByEmailPatternClientAndStatus(t *testing.T) {
 				t.Errorf("selected %q, want %q", strings.Join(got, " "), tc.want)
 			}
 		})
+	}
+}
+
+func TestImportDirectoryKeepsUsersOutsideTheSelectionAndDropsThoseItSpeaksFor(t *testing.T) {
+	dir := t.TempDir()
+	user := func(name, email string, clients ...string) *imported {
+		u := &v1.User{TypeMeta: metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "User"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "tenant"}, Spec: v1.UserSpec{Email: email}}
+		in := &imported{user: u}
+		for _, c := range clients {
+			in.memberships = append(in.memberships, &v1.ClientMembership{
+				TypeMeta:   metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "ClientMembership"},
+				ObjectMeta: metav1.ObjectMeta{Name: name + "-" + c, Namespace: "tenant"},
+				Spec:       v1.ClientMembershipSpec{UserRef: v1.LocalUserReference{Name: name}}})
+		}
+		return in
+	}
+	set := func(emails ...string) map[string]bool {
+		out := map[string]bool{}
+		for _, e := range emails {
+			out[panel.NormalizeEmail(e)] = true
+		}
+		return out
+	}
+	files := func() string {
+		var out []string
+		for _, sub := range []string{usersDir, membershipsDir} {
+			entries, _ := os.ReadDir(filepath.Join(dir, sub))
+			for _, e := range entries {
+				out = append(out, filepath.Join(sub, e.Name()))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	inPanel := set("jane@acme.io", "bob@beta.io")
+	// One domain, then the other, into the same directory: both stay.
+	jane := set("jane@acme.io")
+	if _, err := writeDirectory(dir, "tenant", []*imported{user("jane", "jane@acme.io", "c1", "c2")}, jane, inPanel); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writeDirectory(dir, "tenant", []*imported{user("bob", "bob@beta.io", "c1")}, set("bob@beta.io"), inPanel); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := files(), "users/bob.yaml users/jane.yaml clientmemberships/bob-c1.yaml clientmemberships/jane-c1.yaml "+
+		"clientmemberships/jane-c2.yaml"; got != want {
+		t.Fatalf("files %q, want %q", got, want)
+	}
+	k, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil || !strings.Contains(string(k), "users/jane.yaml") || !strings.Contains(string(k), "users/bob.yaml") {
+		t.Errorf("the kustomization does not list both users (%v):\n%s", err, k)
+	}
+	// jane again, with one association less: her other membership goes.
+	if _, err := writeDirectory(dir, "tenant", []*imported{user("jane", "jane@acme.io", "c1")}, jane, inPanel); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := files(), "users/bob.yaml users/jane.yaml clientmemberships/bob-c1.yaml clientmemberships/jane-c1.yaml"; got != want {
+		t.Fatalf("files %q, want %q", got, want)
+	}
+	// bob selected but skipped this time, and jane gone from the panel: both go.
+	removed, err := writeDirectory(dir, "tenant", nil, set("bob@beta.io"), set("bob@beta.io"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := files(); got != "" {
+		t.Errorf("files %q left, want none (removed %v)", got, removed)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
@@ -176,28 +177,32 @@ const (
 )
 
 // writeDirectory writes one file per User and ClientMembership and a kustomization.yaml listing
-// them (in the namespace), and removes the files of those subdirectories an earlier run wrote for
-// users no longer imported; it returns those, relative to dir. The same panel gives the same bytes.
-func writeDirectory(dir, namespace string, users []*imported) ([]string, error) {
-	wrote := map[string]bool{}
-	var resources []string
+// every file of the two subdirectories, in the namespace. The same panel gives the same bytes.
+//
+// A file an earlier run wrote and this one did not is removed only when this run speaks for its
+// user: a User file whose email this run selected (and skipped) or the panel no longer holds, and
+// the ClientMembership files of a user this run wrote (its memberships are exactly this run's) or
+// whose User file went. Files of users outside this run's selection stay, so importing one
+// domain after another into one directory keeps them all. It returns what it removed, relative
+// to dir.
+func writeDirectory(dir, namespace string, users []*imported, selected, inPanel map[string]bool) ([]string, error) {
+	wrote, wroteUser := map[string]bool{}, map[string]bool{}
 	for _, in := range users {
 		rel := filepath.Join(usersDir, in.user.Name+".yaml")
 		if err := writeFile(filepath.Join(dir, rel), in.user, 0o644); err != nil {
 			return nil, err
 		}
-		wrote[rel] = true
-		resources = append(resources, rel)
+		wrote[rel], wroteUser[in.user.Name] = true, true
 		for _, m := range in.memberships {
 			rel := filepath.Join(membershipsDir, m.Name+".yaml")
 			if err := writeFile(filepath.Join(dir, rel), m, 0o644); err != nil {
 				return nil, err
 			}
 			wrote[rel] = true
-			resources = append(resources, rel)
 		}
 	}
-	var removed []string
+	var removed, resources []string
+	goneUser := map[string]bool{}
 	for _, sub := range []string{usersDir, membershipsDir} {
 		entries, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil && !os.IsNotExist(err) {
@@ -205,12 +210,17 @@ func writeDirectory(dir, namespace string, users []*imported) ([]string, error) 
 		}
 		for _, e := range entries {
 			rel := filepath.Join(sub, e.Name())
-			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".yaml") && !wrote[rel] {
+			if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".yaml") {
+				continue
+			}
+			if !wrote[rel] && stale(filepath.Join(dir, rel), sub, selected, inPanel, wroteUser, goneUser) {
 				if err := os.Remove(filepath.Join(dir, rel)); err != nil {
 					return nil, fmt.Errorf("cannot remove %s: %w", rel, err)
 				}
 				removed = append(removed, rel)
+				continue
 			}
+			resources = append(resources, rel)
 		}
 	}
 	slices.Sort(resources)
@@ -221,6 +231,33 @@ func writeDirectory(dir, namespace string, users []*imported) ([]string, error) 
 		"resources":  resources,
 	}
 	return removed, writeFile(filepath.Join(dir, "kustomization.yaml"), k, 0o644)
+}
+
+// stale reports whether a file of an earlier run that this run did not write goes (see
+// writeDirectory); a User file that goes is recorded in goneUser, which the memberships (read
+// after the users) consult. A file that does not parse stays: it is not one import wrote.
+func stale(path, sub string, selected, inPanel, wroteUser, goneUser map[string]bool) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	if sub == usersDir {
+		var u v1.User
+		if yaml.Unmarshal(b, &u) != nil || u.Kind != "User" {
+			return false
+		}
+		email := panel.NormalizeEmail(u.Spec.Email)
+		if selected[email] || !inPanel[email] {
+			goneUser[u.Name] = true
+			return true
+		}
+		return false
+	}
+	var m v1.ClientMembership
+	if yaml.Unmarshal(b, &m) != nil || m.Kind != "ClientMembership" {
+		return false
+	}
+	return wroteUser[m.Spec.UserRef.Name] || goneUser[m.Spec.UserRef.Name]
 }
 
 // writeFile writes obj as YAML with the mode, creating the directory; a file that already holds
