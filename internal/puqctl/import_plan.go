@@ -155,8 +155,13 @@ func checkFields(rules importRules, u panel.User, hash string, problem func(stri
 	if u.Phone != "" && !phonePattern.MatchString(u.Phone) {
 		problem("phone %q is not E.164 (+ and 7 to 15 digits)", u.Phone)
 	}
-	if u.Language != "" && !languagePattern.MatchString(u.Language) {
+	switch {
+	case u.Language != "" && !languagePattern.MatchString(u.Language):
 		problem("language %q is not a locale spec.language accepts", u.Language)
+	case u.Language != "" && !slices.Contains(rules.operator.Languages, u.Language):
+		// The operator would stop the User with UnsupportedLanguage.
+		problem("language %q is not one of the operator's --languages (%s)", u.Language,
+			strings.Join(rules.operator.Languages, ", "))
 	}
 	if h, err := password.PanelForm(hash); err != nil {
 		problem("password: the stored value is not a bcrypt hash")

@@ -53,6 +53,9 @@ func TestImportReportsUsersTheSpecCannotSayExactly(t *testing.T) {
 		"active but disabled": func(r *panelRow) { r.disable, r.wantProblem = true, "status active with disable true" },
 		"no last name":        func(r *panelRow) { r.lastname, r.wantProblem = nil, "lastname is empty" },
 		"non-E.164 phone":     func(r *panelRow) { r.phone, r.wantProblem = "0501234567", `phone "0501234567" is not E.164` },
+		"a language the operator does not offer": func(r *panelRow) {
+			r.language, r.wantProblem = "de", `language "de" is not one of the operator's --languages (en, uk)`
+		},
 		"language unset while the operator would write one": func(r *panelRow) { r.language, r.wantProblem = nil, "would rewrite language" },
 		"no verification row for the email": func(r *panelRow) {
 			r.noEmailRow, r.wantProblem = true, "would rewrite emailVerification"
