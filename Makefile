@@ -62,6 +62,7 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 .PHONY: build
 build: manifests generate fmt vet ## Build the manager binary.
 	go build -o bin/manager ./cmd
+	go build -o bin/kubectl-puq ./cmd/kubectl-puq
 
 .PHONY: dev
 dev: build control-plane ## Run it all locally: apiserver, etcd, CRDs, the manager on an embedded SQLite panel, the samples.

@@ -33,3 +33,9 @@ const ReasonAbandoned = "Abandoned"
 func Abandoned(annotations map[string]string) bool {
 	return annotations[AnnotationAbandon] == "true"
 }
+
+// LabelImported, set to "true", marks a Secret that `kubectl puq import` created from the panel's
+// own values (a password hash, an authenticator seed). A `<user>-totp` Secret so labelled and
+// controlled by no one is adopted by the User of that name instead of being a conflict: its seed
+// is the one the panel holds, so nobody enrols again.
+const LabelImported = "panel.puqcloud.com/imported"

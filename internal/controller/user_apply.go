@@ -45,6 +45,11 @@ func (r *UserReconciler) carryOut(ctx context.Context, user *v1.User, f userFact
 			u = snap.User()
 		}
 	}
+	if p.adoptTOTP {
+		if err := r.adoptTOTPSecret(ctx, user); err != nil {
+			return outcome{}, err
+		}
+	}
 	if p.change != nil {
 		if err := r.prepareChange(ctx, user, &p); err != nil {
 			return outcome{}, err
@@ -141,6 +146,26 @@ func (r *UserReconciler) reportChange(ctx context.Context, user *v1.User, p user
 		r.Recorder.Eventf(user, nil, corev1.EventTypeNormal, "PasswordChanged", "SetPassword",
 			"Set the panel password from Secret %s", user.Spec.PasswordSecretRef.Name)
 	}
+}
+
+// adoptTOTPSecret makes the User the controller of the TOTP Secret kubectl puq import created, so
+// that it is the User's from now on (withdrawn with it, watched as its own). The patch carries the
+// resourceVersion read: a Secret changed in between is read and decided again.
+func (r *UserReconciler) adoptTOTPSecret(ctx context.Context, user *v1.User) error {
+	secret := &corev1.Secret{}
+	if err := r.readSecret(ctx, client.ObjectKey{Namespace: user.Namespace, Name: totpSecretName(user)}, secret); err != nil {
+		return fmt.Errorf("cannot read the imported TOTP Secret: %w", err)
+	}
+	base := secret.DeepCopy()
+	if err := controllerutil.SetControllerReference(user, secret, r.Scheme()); err != nil {
+		return fmt.Errorf("cannot adopt the imported TOTP Secret: %w", err)
+	}
+	if err := r.Patch(ctx, secret, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("cannot adopt the imported TOTP Secret: %w", err)
+	}
+	r.Recorder.Eventf(user, secret, corev1.EventTypeNormal, "TwoFactorAdopted", "AdoptSeed",
+		"Adopted the imported authenticator seed in Secret %s", secret.Name)
+	return nil
 }
 
 // issueTOTPSecret issues a new authenticator seed into a new Secret owned by the User, and

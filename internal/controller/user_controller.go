@@ -111,7 +111,7 @@ type UserReconciler struct {
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/status,verbs=patch
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=users/finalizers,verbs=update
 // +kubebuilder:rbac:groups=panel.puqcloud.com,resources=clientmemberships,verbs=get;list;watch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one User's panel user in line with its spec and reports the panel's view.
@@ -490,4 +490,16 @@ func (r *UserReconciler) emailPeers() handler.EventHandler {
 func userOfMembership(_ context.Context, o client.Object) []reconcile.Request {
 	m := o.(*v1.ClientMembership)
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.UserRef.Name}}}
+}
+
+// DesiredPanelUser is the panel user the operator makes of user, as a reconcile decides it with
+// these Options, and with seed as the authenticator seed when user asks for TOTP. kubectl puq import
+// compares it with the panel (panel.Snapshot.Differences) to import only users the operator will
+// leave exactly as they are.
+func DesiredPanelUser(o Options, user *v1.User, seed string) panel.DesiredUser {
+	d := desiredFields(o, user)
+	if wantsTOTP(user) {
+		d.TOTPSecret = seed
+	}
+	return d
 }

@@ -150,5 +150,7 @@ func (r *UserReconciler) gatherTOTP(ctx context.Context, user *v1.User) (totpFac
 	case err != nil:
 		return totpFacts{}, fmt.Errorf("cannot read the TOTP Secret: %w", err)
 	}
-	return totpFacts{read: true, exists: true, owned: metav1.IsControlledBy(secret, user), seed: string(secret.Data["secret"])}, nil
+	owned := metav1.IsControlledBy(secret, user)
+	imported := !owned && metav1.GetControllerOf(secret) == nil && secret.Labels[v1.LabelImported] == "true"
+	return totpFacts{read: true, exists: true, owned: owned, imported: imported, seed: string(secret.Data["secret"])}, nil
 }

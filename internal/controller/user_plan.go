@@ -54,6 +54,9 @@ type totpFacts struct {
 	// owned: this User controls the Secret; seed is its "secret" key.
 	owned bool
 	seed  string
+	// imported: no one controls the Secret and kubectl puq import made it (v1.LabelImported) from
+	// the panel's own seed: the User adopts it instead of calling it a conflict.
+	imported bool
 }
 
 // userPlan is what a reconcile of the User will do, decided by planUser from userFacts alone.
@@ -74,6 +77,8 @@ type userPlan struct {
 	// issueTOTP: create the User's TOTP Secret with a new seed before the transaction (the seed
 	// goes into change.Desired). withdrawTOTP: delete the owned TOTP Secret after it.
 	issueTOTP, withdrawTOTP bool
+	// adoptTOTP: make the User the controller of the imported TOTP Secret (a Kubernetes write only).
+	adoptTOTP bool
 	// totpSecretName is what status.totpSecretName says afterwards.
 	totpSecretName string
 	// version is the password Secret version the panel holds afterwards.
@@ -88,7 +93,7 @@ type userPlan struct {
 
 // empty reports whether carrying out the plan writes nothing anywhere.
 func (p userPlan) empty() bool {
-	return p.stop == nil && !p.incomplete && p.change == nil && !p.issueTOTP && !p.withdrawTOTP
+	return p.stop == nil && !p.incomplete && p.change == nil && !p.issueTOTP && !p.withdrawTOTP && !p.adoptTOTP
 }
 
 // planUser decides, from the facts alone, what the User's reconcile does: every check of the
@@ -346,12 +351,13 @@ func planTOTP(f userFacts, d *panel.DesiredUser, p *userPlan) (*outcome, bool) {
 		switch {
 		case !t.read:
 			return nil, true
-		case t.exists && !t.owned:
+		case t.exists && !t.owned && (!t.imported || t.seed == ""):
 			stop := waiting("TOTPSecretConflict", "Secret %s/%s exists and is not owned by this User; rename or delete it so the "+
 				"operator can issue the authenticator seed there.", user.Namespace, name)
 			return &stop, false
 		case t.exists && t.seed != "":
 			d.TOTPSecret = t.seed
+			p.adoptTOTP = !t.owned
 		default:
 			p.issueTOTP = true
 			d.TOTPSecret = pendingSeed

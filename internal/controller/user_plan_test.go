@@ -56,6 +56,7 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 		cleartext  bool
 		adopt      bool
 		issueTOTP  bool
+		adoptTOTP  bool
 		withdraw   bool
 		version    string
 		msg        string // in the stop message
@@ -199,6 +200,17 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			u := base(func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
 			return userFacts{user: u, password: read(strong, "s/1"), totp: totpFacts{read: true, exists: true}}
 		}, want{stop: "TOTPSecretConflict", msg: "ns/jane-totp"}},
+		{"an unowned TOTP Secret kubectl puq import made with the panel's seed: adopted, nothing written to the panel", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
+			d := desiredFields(opts, u)
+			d.TOTPSecret = "SEED"
+			return userFacts{user: u, found: panel.Located{Snapshot: panel.SnapshotOf("p-1", d, own(u, "s/1"), nil), Via: panel.ViaStatus},
+				password: secretFacts{version: "s/1"}, totp: totpFacts{read: true, exists: true, imported: true, seed: "SEED"}}
+		}, want{adoptTOTP: true, version: "s/1"}},
+		{"an imported TOTP Secret without a seed is a conflict", func() userFacts {
+			u := base(func(u *v1.User) { u.Spec.TwoFactor = v1.TwoFactor{Enabled: true, Method: v1.TwoFactorMethodTOTP} })
+			return userFacts{user: u, password: read(strong, "s/1"), totp: totpFacts{read: true, exists: true, imported: true}}
+		}, want{stop: "TOTPSecretConflict", msg: "ns/jane-totp"}},
 		{"TOTP off with an owned Secret left (a lost status write): withdraw the seed", func() userFacts {
 			u := base()
 			d := desiredFields(opts, u)
@@ -240,7 +252,7 @@ func TestPlanUserDecidesFromFactsAlone(t *testing.T) {
 			}
 			p := planUser(opts, f)
 			got := want{incomplete: p.incomplete, write: p.change != nil, cleartext: p.cleartext != "", adopt: p.adopt,
-				issueTOTP: p.issueTOTP, withdraw: p.withdrawTOTP, create: p.change != nil && p.change.UUID == ""}
+				issueTOTP: p.issueTOTP, adoptTOTP: p.adoptTOTP, withdraw: p.withdrawTOTP, create: p.change != nil && p.change.UUID == ""}
 			if p.stop != nil {
 				got.stop = p.stop.reason
 			}

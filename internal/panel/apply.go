@@ -2,6 +2,7 @@ package panel
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/puqcloud/puq-user-operator/internal/password"
 )
 
 // ErrConflict: the panel user's binding is no longer what the caller read (another resource or
@@ -157,6 +160,18 @@ func (s *Store) changeUser(ctx context.Context, tx *sql.Tx, c UserChange, hash s
 	vs, err := s.readVerifications(ctx, tx, c.UUID, true)
 	if err != nil {
 		return Applied{}, err
+	}
+	if hash != "" {
+		// A hash the panel already holds (an adopted user whose Secret carries the panel's own
+		// hash, as kubectl puq import writes it) is not written again: no UPDATE, no updated_at,
+		// no activity row.
+		same, err := holdsHash(ctx, tx, c.UUID, hash)
+		if err != nil {
+			return Applied{}, err
+		}
+		if same {
+			hash = ""
+		}
 	}
 	var out Applied
 	after := maps.Clone(before)
@@ -470,4 +485,21 @@ func phoneTaken(ctx context.Context, tx *sql.Tx, phone, userUUID string) error {
 		return fmt.Errorf("cannot write the phone number: %w", ErrDuplicatePhone)
 	}
 	return nil
+}
+
+// holdsHash reports whether the panel user's password column (locked in tx) is exactly hash.
+func holdsHash(ctx context.Context, tx *sql.Tx, userUUID, hash string) (bool, error) {
+	var stored sql.NullString
+	if err := tx.QueryRowContext(ctx, "SELECT `password` FROM users WHERE uuid = ?", userUUID).Scan(&stored); err != nil {
+		return false, err
+	}
+	if !stored.Valid {
+		return false, nil
+	}
+	// The same hash in another bcrypt prefix ($2a$, $2b$) is the same password to PHP: no write.
+	same, err := password.PanelForm(stored.String)
+	if err != nil {
+		same = stored.String
+	}
+	return subtle.ConstantTimeCompare([]byte(same), []byte(hash)) == 1, nil
 }

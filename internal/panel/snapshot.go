@@ -44,6 +44,13 @@ func (s *Snapshot) Matches(d DesiredUser) (User, bool) {
 	return userFromRow(s.row, vs), true
 }
 
+// snapshotPart is one SELECT of the snapshot query.
+type snapshotPart struct {
+	tag     string
+	columns []string
+	from    string
+}
+
 // snapshotWidth is the number of columns every part of the snapshot query returns: a tag, then
 // the widest part (the user row).
 var snapshotWidth = 1 + len(userColumns)
@@ -51,11 +58,7 @@ var snapshotWidth = 1 + len(userColumns)
 // snapshotParts select, for a list of user UUIDs, the user rows, their verification rows, their
 // bindings and their clients; each part is padded with NULLs to snapshotWidth columns and tagged
 // in its first column. The first column after the tag is always the user's UUID.
-var snapshotParts = []struct {
-	tag     string
-	columns []string
-	from    string
-}{
+var snapshotParts = []snapshotPart{
 	{"u", quoted(userColumns), "users WHERE `uuid`"},
 	{"v", []string{"`user_uuid`", "`uuid`", "`type`", "`value`", "`secret`", "`verified`", "`default`", "`created_at`"},
 		"verifications WHERE `user_uuid`"},
@@ -65,6 +68,15 @@ var snapshotParts = []struct {
 	{"c", []string{"x.`user_uuid`", "c.`uuid`", "c.`firstname`", "c.`lastname`", "c.`company_name`", "c.`tax_id`",
 		"c.`status`", "x.`owner`", "x.`permissions`"},
 		"client_x_user x JOIN clients c ON c.`uuid` = x.`client_uuid` WHERE x.`user_uuid`"},
+}
+
+// snapshotParts are the parts the store's snapshot query reads: all, except the bindings when the
+// database has no binding table (a read-only store on a panel no operator ran on).
+func (s *Store) snapshotParts() []snapshotPart {
+	if !s.unbound {
+		return snapshotParts
+	}
+	return slices.DeleteFunc(slices.Clone(snapshotParts), func(p snapshotPart) bool { return p.tag == "b" })
 }
 
 // quoted is each column name in backquotes.
@@ -86,8 +98,8 @@ func (s *Store) snapshotQuery(n int) string {
 		text = "TEXT"
 	}
 	var b strings.Builder
-	for i, p := range snapshotParts {
-		if i > 0 {
+	for _, p := range s.snapshotParts() {
+		if b.Len() > 0 {
 			b.WriteString(" UNION ALL ")
 		}
 		b.WriteString("SELECT '" + p.tag + "'")
@@ -118,8 +130,9 @@ func (s *Store) Snapshots(ctx context.Context, userUUIDs []string) (_ map[string
 	if len(userUUIDs) == 0 {
 		return out, nil
 	}
-	args := make([]any, 0, len(userUUIDs)*len(snapshotParts))
-	for range snapshotParts {
+	parts := s.snapshotParts()
+	args := make([]any, 0, len(userUUIDs)*len(parts))
+	for range parts {
 		for _, id := range userUUIDs {
 			args = append(args, id)
 		}

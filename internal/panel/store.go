@@ -42,8 +42,12 @@ type Options struct {
 	// DSN is "mysql://user@tcp(host:3306)/db?param=value" or "sqlite:///path/to/panel.db".
 	// It must not hold a password.
 	DSN string
-	// PasswordFile holds the MySQL password. Empty: the PANEL_DB_PASSWORD environment variable.
+	// PasswordFile holds the MySQL password. Empty: Password, else the PANEL_DB_PASSWORD
+	// environment variable.
 	PasswordFile string
+	// Password is the MySQL password itself (kubectl puq import reads it from the operator's
+	// Secret); used when PasswordFile is empty.
+	Password string
 	// Location is the panel's timezone (APP_TIMEZONE), for created_at and updated_at. Nil: UTC.
 	Location *time.Location
 	// Now returns the current time; nil means time.Now. Tests set it.
@@ -58,6 +62,9 @@ type Options struct {
 	// panel shows it at login ("Use the Authenticator app on your device <name>") and in the
 	// Verification Center. Empty means DefaultTOTPDeviceName.
 	TOTPDeviceName string
+	// ReadOnly opens the database only to read it (kubectl puq import): nothing is created, not
+	// even the operator's binding tables, and no panel table is checked for more than its columns.
+	ReadOnly bool
 }
 
 // DefaultOperationTimeout is the deadline of one store operation. The operator's queries touch a
@@ -90,6 +97,9 @@ type Store struct {
 	observe func(op string, d time.Duration, err error)
 	timeout time.Duration // of one operation
 	device  string        // TOTPDeviceName
+	// unbound: a read-only store found no binding table (no operator ever ran on this database),
+	// so no user is bound and snapshots read no bindings.
+	unbound bool
 }
 
 //go:embed schema_sqlite.sql
@@ -119,7 +129,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	switch {
 	case strings.HasPrefix(opts.DSN, "mysql://"):
 		s.engine = EngineMySQL
-		s.db, err = openMySQL(strings.TrimPrefix(opts.DSN, "mysql://"), opts.PasswordFile)
+		s.db, err = openMySQL(strings.TrimPrefix(opts.DSN, "mysql://"), opts.PasswordFile, opts.Password)
 	case strings.HasPrefix(opts.DSN, "sqlite://"):
 		s.engine = EngineSQLite
 		s.db, err = openSQLite(strings.TrimPrefix(opts.DSN, "sqlite://"))
@@ -133,7 +143,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// default deadline, so a short operation deadline does not fail a start on a busy server.
 	opTimeout := s.timeout
 	s.timeout = max(s.timeout, DefaultOperationTimeout)
-	if err := s.prepare(ctx); err != nil {
+	if err := s.prepare(ctx, opts.ReadOnly); err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
@@ -141,10 +151,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func openMySQL(dsn, passwordFile string) (*sql.DB, error) {
+func openMySQL(dsn, passwordFile, password string) (*sql.DB, error) {
 	cfg, err := mysqlConfig(dsn, passwordFile)
 	if err != nil {
 		return nil, err
+	}
+	if passwordFile == "" && password != "" {
+		cfg.Passwd = password
 	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -266,9 +279,19 @@ func (s *Store) Ping(ctx context.Context) error {
 	return classify("reach the panel database", s.db.PingContext(ctx))
 }
 
-func (s *Store) prepare(ctx context.Context) error {
+func (s *Store) prepare(ctx context.Context, readOnly bool) error {
 	if err := s.Ping(ctx); err != nil {
 		return err
+	}
+	if readOnly {
+		if s.engine == EngineMySQL {
+			if err := s.checkSchema(ctx); err != nil {
+				return err
+			}
+		}
+		has, err := s.hasTable(ctx, bindingTable)
+		s.unbound = !has
+		return classify("read the panel schema", err)
 	}
 	if s.engine == EngineSQLite {
 		if _, err := s.db.ExecContext(ctx, sqliteSchema); err != nil {

@@ -156,3 +156,9 @@ func implicitFirst(w uint16) bool {
 	}
 	return false
 }
+
+// MatchesAny reports whether the email matches one of the patterns the way a PanelAccessPolicy's
+// spec.emails match it (kubectl puq import --email selects users with it).
+func MatchesAny(patterns []v1.EmailPattern, email string) bool {
+	return matchAny(compilePatterns(patterns), panel.NormalizeEmail(email))
+}

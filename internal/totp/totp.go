@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"fmt"
 	"image/png"
+	"net/url"
+	"strings"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -29,6 +31,30 @@ func Issue(issuer, account string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("cannot issue a TOTP seed: %w", err)
 	}
+	return keyOf(k)
+}
+
+// FromSeed is the Key of a seed the panel already holds (kubectl puq import), in the form Issue
+// gives a new one: the same URL parameters and QR code, so the person's authenticator keeps
+// working and the Secret reads like one the operator issued.
+func FromSeed(issuer, account, seed string) (Key, error) {
+	v := url.Values{}
+	v.Set("secret", seed)
+	v.Set("issuer", issuer)
+	v.Set("period", "30")
+	v.Set("algorithm", "SHA1")
+	v.Set("digits", "6")
+	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + account,
+		RawQuery: strings.ReplaceAll(v.Encode(), "+", "%20")}
+	k, err := otp.NewKeyFromURL(u.String())
+	if err != nil {
+		// Not wrapped: the parser's error may quote the URL, which holds the seed.
+		return Key{}, fmt.Errorf("cannot make an otpauth URL of the TOTP seed for %s", account)
+	}
+	return keyOf(k)
+}
+
+func keyOf(k *otp.Key) (Key, error) {
 	img, err := k.Image(256, 256)
 	if err != nil {
 		return Key{}, fmt.Errorf("cannot draw the TOTP QR code: %w", err)

@@ -55,6 +55,8 @@ type config struct {
 	only         string
 	// admissionUsers exist when admissionSamples more are created and timed by the API server.
 	admissionUsers, admissionSamples int
+	importUsers                      int
+	pluginBin                        string
 }
 
 // Where a figure's bound comes from.
@@ -97,9 +99,11 @@ func main() {
 	flag.StringVar(&c.markdownOut, "markdown", "", "where to also write the Markdown table the run prints "+
 		"(e.g. bin/bench/results.md)")
 	flag.StringVar(&c.managerBin, "manager", "bin/manager", "the manager binary")
+	flag.StringVar(&c.pluginBin, "plugin", "bin/kubectl-puq", "the kubectl puq binary (the import figure)")
+	flag.IntVar(&c.importUsers, "import-users", 10000, "panel users imported and adopted in the import figure")
 	flag.DurationVar(&c.resyncPeriod, "noop-resync-period", 20*time.Second, "manager --resync-period in the no-op run")
 	flag.StringVar(&c.only, "only", "", "run only these figures (comma-separated: memory,cold,overhead,rotation,duplicates,noop,"+
-		"admission)")
+		"admission,import)")
 	flag.IntVar(&c.admissionUsers, "admission-users", 10000, "existing Users when the admission webhook is timed")
 	flag.IntVar(&c.admissionSamples, "admission-samples", 1000, "User creates whose admission the API server times")
 	flag.Parse()
@@ -107,6 +111,7 @@ func main() {
 		c.coldUsers, c.overheadN, c.noopUsers, c.secrets, c.rotations = 40, 200, 500, 1000, 20
 		c.dupSmall, c.dupLarge, c.dupSamples, c.resyncPeriod = 50, 500, 5, 10*time.Second
 		c.admissionUsers, c.admissionSamples = 500, 200
+		c.importUsers = 300
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -119,6 +124,7 @@ func run(c config) error {
 	if !filepath.IsAbs(c.managerBin) {
 		c.managerBin = filepath.Join(root, c.managerBin)
 	}
+	c.pluginBin = pluginPath(root, c.pluginBin)
 	w, err := startWorld(c)
 	if err != nil {
 		return err
@@ -130,7 +136,7 @@ func run(c config) error {
 		name string
 		fn   func(*world, config) (figure, error)
 	}{{"memory", memory}, {"cold", coldSync}, {"overhead", overhead}, {"rotation", rotation}, {"duplicates", duplicates},
-		{"noop", noopResync}, {"admission", admission}}
+		{"noop", noopResync}, {"admission", admission}, {"import", importFigure}}
 	for _, step := range steps {
 		if c.only != "" && !slices.Contains(strings.Split(c.only, ","), step.name) {
 			continue

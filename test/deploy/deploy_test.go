@@ -341,7 +341,7 @@ func TestPrometheusServiceMonitorRenders(t *testing.T) {
 // managerAllowed is everything the manager may do across the cluster; a rule beyond it fails the
 // test, and so does an entry the rendering no longer grants.
 var managerAllowed = map[string][]string{
-	"/secrets":                                        {"create", "delete", "get", "list", "watch"},
+	"/secrets":                                        {"create", "delete", "get", "list", "patch", "watch"},
 	"events.k8s.io/events":                            {"create", "patch"},
 	"panel.puqcloud.com/users":                        {"get", "list", "update", "watch"},
 	"panel.puqcloud.com/users/status":                 {"patch"},

@@ -75,14 +75,14 @@ func TestNamespacedOverlayManagerWorksWithOnlyItsRoles(t *testing.T) {
 	testenv.KeepSecret(token)
 	// The authorizer learns of the bindings from its informers, a moment after they are created.
 	for _, ns := range watchedNamespaces {
-		for _, verb := range []string{"get", "list", "watch", "create", "delete"} {
+		for _, verb := range []string{"get", "list", "watch", "create", "patch", "delete"} {
 			waitAllowed(t, sa, verb, "secrets", ns)
 		}
 	}
 	waitAllowed(t, sa, "watch", "users", tenant)
 	waitAllowed(t, sa, "update", "leases", operatorNamespace)
 	for _, ns := range []string{"", "default", operatorNamespace} {
-		for _, verb := range []string{"get", "list", "watch", "create", "delete"} {
+		for _, verb := range []string{"get", "list", "watch", "create", "patch", "delete"} {
 			if review(t, sa, verb, "secrets", ns) {
 				t.Errorf("the overlay lets the manager %s Secrets %s: want only in %v", verb, where(ns), watchedNamespaces)
 			}
