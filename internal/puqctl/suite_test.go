@@ -219,7 +219,7 @@ func membership(t *testing.T, ns, name string, spec v1.ClientMembershipSpec, sta
 func event(t *testing.T, u *v1.User, typ, reason, note string, at time.Time) {
 	t.Helper()
 	e := &eventsv1.Event{
-		ObjectMeta: metav1.ObjectMeta{Namespace: u.Namespace, GenerateName: u.Name + "."},
+		ObjectMeta: metav1.ObjectMeta{Namespace: u.Namespace, GenerateName: u.Name + "-"},
 		EventTime:  metav1.NewMicroTime(at), ReportingController: "puq-user-operator", ReportingInstance: "test",
 		Action: "Reconcile", Reason: reason, Note: note, Type: typ,
 		Regarding: corev1.ObjectReference{APIVersion: v1.GroupVersion.String(), Kind: "User", Namespace: u.Namespace,
