@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -27,10 +28,8 @@ func addOutputFlag(cmd *cobra.Command, into *string) {
 }
 
 func checkOutput(format string, allowed ...string) error {
-	for _, a := range append([]string{outputTable}, allowed...) {
-		if format == a {
-			return nil
-		}
+	if format == outputTable || slices.Contains(allowed, format) {
+		return nil
 	}
 	return fmt.Errorf("unknown output format %q: use %s", format, strings.Join(allowed, ", "))
 }
@@ -86,17 +85,26 @@ func paint(on bool, c colour, s string) string {
 	return "\x1b[" + string(c) + "m" + s + "\x1b[0m"
 }
 
+// The panel's statuses of users and clients.
+const (
+	statusNew      = "NEW"
+	statusActive   = "ACTIVE"
+	statusInactive = "INACTIVE"
+	statusClosed   = "CLOSED"
+	statusFraud    = "FRAUD"
+)
+
 // statusColour is the colour of a panel status badge (users and clients), as the panel's own
 // badges: ACTIVE green, NEW blue, INACTIVE yellow, CLOSED and FRAUD red.
 func statusColour(status string) colour {
 	switch strings.ToUpper(status) {
-	case "ACTIVE":
+	case statusActive:
 		return green
-	case "NEW":
+	case statusNew:
 		return blue
-	case "INACTIVE":
+	case statusInactive:
 		return yellow
-	case "CLOSED", "FRAUD":
+	case statusClosed, statusFraud:
 		return red
 	}
 	return noColour

@@ -60,7 +60,7 @@ func NewTOTPCommand(f *Factory) *cobra.Command {
 }
 
 func (o *totpOptions) run(ctx context.Context, name string) error {
-	color, err := useColor(o.color, o.f.Streams.Out)
+	colored, err := useColor(o.color, o.f.Streams.Out)
 	if err != nil {
 		return err
 	}
@@ -77,26 +77,26 @@ func (o *totpOptions) run(ctx context.Context, name string) error {
 		return fmt.Errorf("cannot read User %s/%s: %w", ns, name, err)
 	}
 	if !user.Spec.TwoFactor.Enabled || user.Spec.TwoFactor.Method != v1.TwoFactorMethodTOTP {
-		return fmt.Errorf("User %s/%s does not use an authenticator app (spec.twoFactor is not enabled with method TOTP): "+
+		return fmt.Errorf("nothing to show: User %s/%s does not use an authenticator app (spec.twoFactor is not enabled with method TOTP): "+
 			"the operator issued no seed for it", ns, name)
 	}
 	secret := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: ns, Name: name + totpSecretSuffix}
 	if err := c.Get(ctx, key, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("Secret %s/%s does not exist (yet): the operator issues it; see `kubectl puq why %s`", ns, key.Name, name)
+			return fmt.Errorf("no seed yet: Secret %s/%s does not exist: the operator issues it; see `kubectl puq why %s`", ns, key.Name, name)
 		}
 		return fmt.Errorf("cannot read Secret %s/%s: %w", ns, key.Name, err)
 	}
 	if why := notOperatorIssued(secret, user); why != "" {
-		return fmt.Errorf("Secret %s/%s is not the seed the operator issued for this User (%s), so the panel does not use it; "+
+		return fmt.Errorf("refused: Secret %s/%s is not the seed the operator issued for this User (%s), so the panel does not use it; "+
 			"nothing was changed. Rename or delete it yourself so the operator can issue one (see `kubectl puq why %s`)",
 			ns, key.Name, why, name)
 	}
 	if o.reset {
 		return o.resetSeed(ctx, c, user, secret)
 	}
-	return o.show(user, secret, color)
+	return o.show(user, secret, colored)
 }
 
 // notOperatorIssued says why a Secret is not the operator-issued seed of user, or "" when it
@@ -114,10 +114,10 @@ func notOperatorIssued(secret *corev1.Secret, user *v1.User) string {
 
 // show prints the enrolment to the terminal, and the warning to stderr, where a redirect of the
 // output to a file still shows it.
-func (o *totpOptions) show(user *v1.User, secret *corev1.Secret, color bool) error {
+func (o *totpOptions) show(user *v1.User, secret *corev1.Secret, colored bool) error {
 	url := strings.TrimSpace(string(secret.Data[otpauthURLKey]))
 	if url == "" {
-		return fmt.Errorf("Secret %s/%s has no key %q; reset it with `kubectl puq totp %s --reset`",
+		return fmt.Errorf("cannot show the seed: Secret %s/%s has no key %q; reset it with `kubectl puq totp %s --reset`",
 			secret.Namespace, secret.Name, otpauthURLKey, user.Name)
 	}
 	code, err := qrModules(url)
@@ -130,7 +130,7 @@ func (o *totpOptions) show(user *v1.User, secret *corev1.Secret, color bool) err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Authenticator for %s (User %s/%s)\n\n", user.Spec.Email, user.Namespace, user.Name)
-	b.WriteString(renderQR(code, color))
+	b.WriteString(renderQR(code, colored))
 	fmt.Fprintf(&b, "\n%s\n", url)
 	_, err = io.WriteString(o.f.Streams.Out, b.String())
 	return err
@@ -176,7 +176,7 @@ const quietZone = 2
 // renderQR draws the grid two module rows per text line with half blocks. With colour it sets
 // black and white explicitly, which reads on any terminal theme; without, light modules are
 // drawn as blocks, which reads on the usual light-on-dark terminal.
-func renderQR(grid [][]bool, color bool) string {
+func renderQR(grid [][]bool, colored bool) string {
 	n := len(grid)
 	dark := func(x, y int) bool {
 		x, y = x-quietZone, y-quietZone
@@ -187,7 +187,7 @@ func renderQR(grid [][]bool, color bool) string {
 	for y := 0; y < size; y += 2 {
 		for x := range size {
 			top, bottom := dark(x, y), dark(x, y+1) // outside the grid is light
-			if color {
+			if colored {
 				// The upper half block in the top module's colour over the bottom module's.
 				fmt.Fprintf(&b, "\x1b[%d;%dm▀", fgOf(top), fgOf(bottom)+10)
 				continue
@@ -203,7 +203,7 @@ func renderQR(grid [][]bool, color bool) string {
 				b.WriteString(" ")
 			}
 		}
-		if color {
+		if colored {
 			b.WriteString("\x1b[0m")
 		}
 		b.WriteString("\n")

@@ -31,8 +31,9 @@ import (
 // top and bottom; a block is light over light, a space dark over dark.
 func decodeQR(t *testing.T, drawn string) [][]bool {
 	t.Helper()
-	var rows [][]bool
-	for _, line := range strings.Split(strings.TrimRight(drawn, "\n"), "\n") {
+	lines := strings.Split(strings.TrimRight(drawn, "\n"), "\n")
+	rows := make([][]bool, 0, 2*len(lines))
+	for _, line := range lines {
 		var top, bottom []bool
 		for _, r := range line {
 			switch r {

@@ -17,7 +17,7 @@ import (
 )
 
 // panelStatuses are the user statuses the panel has, for --status.
-var panelStatuses = []string{"NEW", "ACTIVE", "INACTIVE", "CLOSED", "FRAUD"}
+var panelStatuses = []string{statusNew, statusActive, statusInactive, statusClosed, statusFraud}
 
 type usersOptions struct {
 	f             *Factory
@@ -91,8 +91,7 @@ func (o *usersOptions) run(ctx context.Context) error {
 	case outputYAML, outputJSON:
 		items := make([]v1.User, len(users))
 		for i, u := range users {
-			u.APIVersion, u.Kind = v1.GroupVersion.String(), "User"
-			u.ManagedFields = nil
+			u.ManagedFields = nil // as kubectl get -o yaml prints them
 			items[i] = u
 		}
 		return writeStructured(o.f.Streams.Out, o.output, map[string]any{"apiVersion": "v1", "kind": "List", "items": items})

@@ -45,8 +45,9 @@ func usersFixture(t *testing.T) {
 
 // names is the NAME column of a table (the column after NAMESPACE with -A).
 func names(out string, col int) []string {
-	var got []string
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+	lines := strings.Split(strings.TrimSpace(out), "\n")[1:]
+	got := make([]string, 0, len(lines))
+	for _, line := range lines {
 		got = append(got, strings.Fields(line)[col])
 	}
 	return got

@@ -160,121 +160,148 @@ type answer struct {
 	unknown  bool
 }
 
+// diagnosis collects the answers while diagnose goes through what it read.
+type diagnosis struct {
+	problems map[string][]string
+	fine     map[string]string
+	unknown  map[string]bool
+}
+
+func (d *diagnosis) add(q, format string, args ...any) {
+	d.problems[q] = append(d.problems[q], fmt.Sprintf(format, args...))
+}
+
 // diagnose answers every question for the User: each condition reason under the question it
 // belongs to (its message says the fix), and what the status and the Secrets' presence say.
 func diagnose(in whyInput) []answer {
-	u := in.user
-	ready := meta.FindStatusCondition(u.Status.Conditions, v1.ConditionReady)
-	isReady := ready != nil && ready.Status == metav1.ConditionTrue
-	problems := map[string][]string{}
-	add := func(q, format string, args ...any) { problems[q] = append(problems[q], fmt.Sprintf(format, args...)) }
-	notReported := "Nothing reported yet: the operator reports the first problem it finds; look again once that is fixed."
-	unknown := map[string]bool{}
+	d := &diagnosis{problems: map[string][]string{}, unknown: map[string]bool{}, fine: map[string]string{
+		qLogin:     "The panel user is what the spec says (Ready).",
+		qDuplicate: "No other panel user or User holds this email or phone.",
+		qPolicy:    "A PanelAccessPolicy grants this namespace the email.",
+	}}
+	ready := meta.FindStatusCondition(in.user.Status.Conditions, v1.ConditionReady)
+	d.condition(in.user, ready)
+	d.accountState(in.user)
+	d.clients(in)
+	d.twoFactor(in, ready)
+	d.passwordSecret(in, ready)
+	out := make([]answer, 0, len(questions))
+	for _, q := range questions {
+		out = append(out, answer{question: q, problems: d.problems[q], fine: d.fine[q], unknown: d.unknown[q]})
+	}
+	return out
+}
 
-	// The User's own condition, under its question; "Cannot log in" points there.
+// condition files the User's Ready condition under its question; "Cannot log in" points there.
+// Until the User is Ready, what the operator checks after the problem it stopped at is unknown.
+func (d *diagnosis) condition(u *v1.User, ready *metav1.Condition) {
 	switch {
 	case ready == nil:
-		add(qLogin, "The operator has not reconciled this User yet: check that it runs and watches namespace %s.", u.Namespace)
-	case !isReady:
+		d.add(qLogin, "The operator has not reconciled this User yet: check that it runs and watches namespace %s.", u.Namespace)
+	case ready.Status != metav1.ConditionTrue:
 		q, ok := reasonQuestion[ready.Reason]
 		if !ok {
 			q = qLogin
 		}
-		add(q, "%s: %s", ready.Reason, ready.Message)
+		d.add(q, "%s: %s", ready.Reason, ready.Message)
 		if q != qLogin {
-			add(qLogin, "The panel user is not what the spec says (Ready is False, %s): see %q below.", ready.Reason, q)
+			d.add(qLogin, "The panel user is not what the spec says (Ready is False, %s): see %q below.", ready.Reason, q)
 		}
 	case u.Status.ObservedGeneration < u.Generation:
-		add(qLogin, "The operator has not judged the latest spec yet (generation %d, observed %d): the answers are about the one before.",
-			u.Generation, u.Status.ObservedGeneration)
+		d.add(qLogin, "The operator has not judged the latest spec yet (generation %d, observed %d): the answers are "+
+			"about the one before.", u.Generation, u.Status.ObservedGeneration)
 	}
+	if ready == nil || ready.Status != metav1.ConditionTrue {
+		notReported := "Nothing reported yet: the operator reports the first problem it finds; look again once that is fixed."
+		d.fine[qDuplicate], d.fine[qPolicy] = notReported, notReported
+		d.unknown[qDuplicate], d.unknown[qPolicy] = true, true
+	}
+}
 
-	// Cannot log in: the account state (the guide: "check if the user is ACTIVE").
-	switch {
+// accountState answers "check if the user is ACTIVE" of "Cannot log in".
+func (d *diagnosis) accountState(u *v1.User) {
+	switch st := u.Status.PanelStatus; {
 	case u.Spec.State == v1.UserStateInactive:
-		add(qLogin, "spec.state is Inactive: the panel user is inactive and its login disabled. Set spec.state: Active to let the person in.")
-	case u.Status.PanelStatus != "" && u.Status.PanelStatus != "ACTIVE" && u.Status.PanelStatus != "NEW":
-		add(qLogin, "The panel status is %s and spec.state is unset, so the operator leaves it as the panel has it. "+
-			"Set spec.state: Active to make the login active and enabled.", u.Status.PanelStatus)
+		d.add(qLogin, "spec.state is Inactive: the panel user is inactive and its login disabled. Set spec.state: Active "+
+			"to let the person in.")
+	case st != "" && st != statusActive && st != statusNew:
+		d.add(qLogin, "The panel status is %s and spec.state is unset, so the operator leaves it as the panel has it. "+
+			"Set spec.state: Active to make the login active and enabled.", st)
 	}
+}
 
-	// Cannot see a client: the memberships and the clients as the panel has them.
+// clients answers "Cannot see a client" from the memberships and the clients as the panel has
+// them (the guide: associate them, verify status and permissions).
+func (d *diagnosis) clients(in whyInput) {
+	u := in.user
 	for _, m := range in.memberships {
 		r := meta.FindStatusCondition(m.Status.Conditions, v1.ConditionReady)
 		switch {
 		case r == nil:
-			add(qClients, "ClientMembership %s (client %s) has not been reconciled yet.", m.Name, clientSelector(m.Spec.Client))
+			d.add(qClients, "ClientMembership %s (client %s) has not been reconciled yet.", m.Name, clientSelector(m.Spec.Client))
 		case r.Status != metav1.ConditionTrue:
-			add(qClients, "ClientMembership %s (client %s): %s: %s", m.Name, clientSelector(m.Spec.Client), r.Reason, r.Message)
+			d.add(qClients, "ClientMembership %s (client %s): %s: %s", m.Name, clientSelector(m.Spec.Client), r.Reason, r.Message)
 		case !m.Spec.Owner && len(m.Spec.Permissions) == 0:
-			add(qClients, "ClientMembership %s gives no permissions on client %s: add them to its spec.permissions.",
+			d.add(qClients, "ClientMembership %s gives no permissions on client %s: add them to its spec.permissions.",
 				m.Name, clientSelector(m.Spec.Client))
 		}
 	}
 	for _, c := range u.Status.Clients {
-		if c.Status != "" && c.Status != "ACTIVE" && c.Status != "NEW" {
-			add(qClients, "Client %s (%s) is %s in the panel.", c.UUID, orDash(c.CompanyName), c.Status)
+		if c.Status != "" && c.Status != statusActive && c.Status != statusNew {
+			d.add(qClients, "Client %s (%s) is %s in the panel.", c.UUID, orDash(c.CompanyName), c.Status)
 		}
 	}
-	clientsFine := fmt.Sprintf("Associated with %d client(s): kubectl puq clients %s", len(u.Status.Clients), u.Name)
 	switch {
 	case u.Status.UUID == "":
-		clientsFine, unknown[qClients] = "Not known until the operator has read the panel user.", true
+		d.fine[qClients], d.unknown[qClients] = "Not known until the operator has read the panel user.", true
 	case len(u.Status.Clients) == 0 && len(in.memberships) == 0:
-		clientsFine = fmt.Sprintf("The user is associated with no client. Associate one with a ClientMembership whose "+
+		d.fine[qClients] = fmt.Sprintf("The user is associated with no client. Associate one with a ClientMembership whose "+
 			"spec.userRef.name is %s (the panel's Client -> Users -> Associate User).", u.Name)
+	default:
+		d.fine[qClients] = fmt.Sprintf("Associated with %d client(s): kubectl puq clients %s", len(u.Status.Clients), u.Name)
 	}
+}
 
-	// 2FA lockout.
-	tf := u.Spec.TwoFactor
-	twoFactorFine := "Two-factor authentication is off for this user: no code is asked."
+// twoFactor answers "2FA lockout": the authenticator seed's Secret, or the verified address
+// email codes need.
+func (d *diagnosis) twoFactor(in whyInput, ready *metav1.Condition) {
+	u, tf := in.user, in.user.Spec.TwoFactor
 	switch {
 	case tf.Enabled && tf.Method == v1.TwoFactorMethodTOTP:
 		switch {
 		case in.totpSecret.known && !in.totpSecret.exists:
-			add(qTwoFactor, "Secret %s%s does not exist: the operator issues it at its next reconcile.", u.Name, totpSecretSuffix)
+			d.add(qTwoFactor, "Secret %s%s does not exist: the operator issues it at its next reconcile.", u.Name, totpSecretSuffix)
 		case in.totpSecret.known && !in.totpSecret.operatorIssued && ready != nil && ready.Reason != reasonTOTPSecretConflict:
-			add(qTwoFactor, "Secret %s%s was not issued by the operator for this User: rename or delete it so the operator "+
+			d.add(qTwoFactor, "Secret %s%s was not issued by the operator for this User: rename or delete it so the operator "+
 				"can issue the authenticator seed there.", u.Name, totpSecretSuffix)
 		}
-		twoFactorFine = fmt.Sprintf("Authenticator app (TOTP). Show the enrolment again: kubectl puq totp %s. Lost device: "+
-			"kubectl puq totp %s --reset issues a new seed (the old one stops working).", u.Name, u.Name)
+		d.fine[qTwoFactor] = fmt.Sprintf("Authenticator app (TOTP). Show the enrolment again: kubectl puq totp %s. Lost "+
+			"device: kubectl puq totp %s --reset issues a new seed (the old one stops working).", u.Name, u.Name)
 	case tf.Enabled:
 		if u.Status.UUID != "" && !u.Status.EmailVerified {
-			add(qTwoFactor, "The panel has the email unverified: it sends and accepts no codes for it. Set spec.emailVerified: "+
-				"true, use method: TOTP, or disable twoFactor.")
+			d.add(qTwoFactor, "The panel has the email unverified: it sends and accepts no codes for it. Set "+
+				"spec.emailVerified: true, use method: TOTP, or disable twoFactor.")
 		}
-		twoFactorFine = fmt.Sprintf("Codes by email to %s, which the panel has verified. To start over, set "+
+		d.fine[qTwoFactor] = fmt.Sprintf("Codes by email to %s, which the panel has verified. To start over, set "+
 			"spec.twoFactor.enabled: false, then true again.", u.Spec.Email)
+	default:
+		d.fine[qTwoFactor] = "Two-factor authentication is off for this user: no code is asked."
 	}
+}
 
-	// Password Secret: its presence, when the condition does not say it already.
-	ref := u.Spec.PasswordSecretRef.Name
+// passwordSecret answers "Password Secret missing" from the Secret's presence, when the
+// condition does not say it already; fine, it says how to reset the password (the guide's
+// first fix for "Cannot log in").
+func (d *diagnosis) passwordSecret(in whyInput, ready *metav1.Condition) {
+	u, ref := in.user, in.user.Spec.PasswordSecretRef.Name
 	if in.password.known && !in.password.exists && (ready == nil || reasonQuestion[ready.Reason] != qSecret) {
-		add(qSecret, "Secret %s/%s named in spec.passwordSecretRef does not exist; create it.", u.Namespace, ref)
+		d.add(qSecret, "Secret %s/%s named in spec.passwordSecretRef does not exist; create it.", u.Namespace, ref)
 	}
-	secretFine := fmt.Sprintf("Secret %s exists. To reset the password, change it: the operator writes the new one to the panel.", ref)
+	d.fine[qSecret] = fmt.Sprintf("Secret %s exists. To reset the password, change it: the operator writes the new one "+
+		"to the panel.", ref)
 	if !in.password.known {
-		secretFine = fmt.Sprintf("Not checked: you may not read Secret %s/%s.", u.Namespace, ref)
+		d.fine[qSecret] = fmt.Sprintf("Not checked: you may not read Secret %s/%s.", u.Namespace, ref)
 	}
-
-	fine := map[string]string{
-		qLogin:     "The panel user is what the spec says (Ready).",
-		qClients:   clientsFine,
-		qTwoFactor: twoFactorFine,
-		qDuplicate: "No other panel user or User holds this email or phone.",
-		qPolicy:    "A PanelAccessPolicy grants this namespace the email.",
-		qSecret:    secretFine,
-	}
-	if !isReady {
-		fine[qDuplicate], fine[qPolicy] = notReported, notReported
-		unknown[qDuplicate], unknown[qPolicy] = true, true
-	}
-	out := make([]answer, 0, len(questions))
-	for _, q := range questions {
-		out = append(out, answer{question: q, problems: problems[q], fine: fine[q], unknown: unknown[q]})
-	}
-	return out
 }
 
 // writeDiagnosis prints the User's summary, the answers and the latest events.
@@ -325,7 +352,7 @@ const wrapWidth = 100
 func wrap(b *strings.Builder, text string) {
 	const indent = "             "
 	line := indent
-	for _, word := range strings.Fields(text) {
+	for word := range strings.FieldsSeq(text) {
 		if len(line) > len(indent) && len(line)+1+len(word) > wrapWidth {
 			b.WriteString(line + "\n")
 			line = indent

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 )
@@ -30,7 +29,7 @@ func totpSecretFor(t *testing.T, u *v1.User, issued bool) *corev1.Secret {
 	if issued {
 		s.Labels = map[string]string{managedByLabel: operatorName}
 		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1.GroupVersion.String(), Kind: "User", Name: u.Name, UID: u.UID,
-			Controller: ptr.To(true)}}
+			Controller: new(true)}}
 	}
 	secret(t, s)
 	return s
