@@ -24,7 +24,6 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.SetErr(streams.ErrOut)
 	flags.AddFlags(cmd.PersistentFlags())
 
-	cmd.AddCommand(NewImportCommand(f))
-	// views: users, clients, totp, why are added by their constructors
+	cmd.AddCommand(NewImportCommand(f), NewUsersCommand(f), NewClientsCommand(f), NewTOTPCommand(f), NewWhyCommand(f))
 	return cmd
 }
