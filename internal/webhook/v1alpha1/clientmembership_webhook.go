@@ -207,13 +207,24 @@ func (v *ClientMembershipValidator) conflict(ctx context.Context, created, grant
 }
 
 // claims reports whether p, an older owner of the client m names, holds the ownership m asks
-// for: a membership its namespace may not make claims nothing.
-func claims(ctx context.Context, grants *controller.GrantsCache, _, p *v1.ClientMembership) (bool, error) {
+// for. A membership its namespace may not make claims nothing. In m's namespace that is judged
+// as m itself is (judge). In another namespace only a claim known without the panel counts: p
+// granted from its spec alone (grantedBySpec), or already accepted by the controller (Ready,
+// Reconciled); one that passes judge only by what is assumed of the panel (a company name, an
+// ownedFromNamespace grant) may be a squatter, which must not keep the client's rightful owner
+// out at apply time, and is left to the controller.
+func claims(ctx context.Context, grants *controller.GrantsCache, m, p *v1.ClientMembership) (bool, error) {
+	if p.Namespace != m.Namespace && controller.IsReadyReason(p.Status.Conditions, v1.ReasonReconciled) {
+		return true, nil
+	}
 	g, err := grants.Of(ctx, p.Namespace)
 	if err != nil {
 		return false, err
 	}
-	return judge(g, p) == nil, nil
+	if p.Namespace == m.Namespace {
+		return judge(g, p) == nil, nil
+	}
+	return grantedBySpec(g, p), nil
 }
 
 func describe(s v1.ClientSelector) string {

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 )
 
@@ -193,4 +196,46 @@ func TestOwnerProbeOfAClientNotGrantedByItsSpecAnswersAlikeWhetherAnotherNamespa
 			}
 		})
 	}
+}
+
+// A namespace granted a client only by what the webhook assumes cannot squat it: its owner
+// membership, made first, does not keep the namespace granted the client from owning it.
+func TestOwnerSquattingInAnotherNamespaceDoesNotBlockTheRightfulOwner(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		squatterGrant, ownerGrant v1.PanelAccessPolicySpec
+		client                    v1.ClientSelector
+	}{
+		{name: "by uuid granted ownedFromNamespace", squatterGrant: byOwner(), ownerGrant: clientGrant(clientA, true),
+			client: byUUID(clientA)},
+		{name: "by company name", squatterGrant: clientGrant(clientB, true), ownerGrant: allowAll(),
+			client: byCompany("Victim Corp")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			squatterNS, ownerNS := namespace(t), namespace(t)
+			policy(t, tc.squatterGrant, squatterNS)
+			policy(t, tc.ownerGrant, ownerNS)
+			mustCreate(t, owner(squatterNS, "squatter", "mallory", tc.client))
+			mustCreate(t, owner(ownerNS, "rightful", "jane", tc.client))
+		})
+	}
+}
+
+// An owner the controller has accepted (Ready, Reconciled) holds the client whatever grant it
+// came by: a second owner granted the client is refused.
+func TestOwnerAcceptedByTheControllerInAnotherNamespaceBlocksASecondOwner(t *testing.T) {
+	firstNS, ns := namespace(t), namespace(t)
+	policy(t, byOwner(), firstNS)
+	policy(t, clientGrant(clientA, true), ns)
+	first := owner(firstNS, "jane-a", "jane", byUUID(clientA))
+	mustCreate(t, first)
+	meta.SetStatusCondition(&first.Status.Conditions, metav1.Condition{Type: v1.ConditionReady,
+		Status: metav1.ConditionTrue, Reason: v1.ReasonReconciled, Message: "Owner of the client."})
+	if err := k8s.Status().Update(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	waitCached(t, first)
+
+	msg := refused(t, create(t, owner(ns, "john-a", "john", byUUID(clientA))), membershipWebhook)
+	mustContain(t, msg, "OwnerConflict", "a ClientMembership in another namespace")
 }
