@@ -109,7 +109,7 @@ func (v *ClientMembershipValidator) validate(ctx context.Context, old, m *v1.Cli
 	if err := judge(grants, m); err != nil {
 		return invalid(membershipKind, m.Name, field.Forbidden(field.NewPath("spec"), reasoned(v1.ReasonNotPermitted, err.Error())))
 	}
-	other, reason, err := v.conflict(ctx, old == nil, m)
+	other, reason, err := v.conflict(ctx, old == nil, grantedBySpec(grants, m), m)
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
@@ -145,15 +145,35 @@ func judge(grants tenancy.Grants, m *v1.ClientMembership) error {
 	return grants.MembershipOfAnyClient(req)
 }
 
+// grantedBySpec reports whether the namespace's grants allow m from its spec alone, with nothing
+// assumed of the panel: its client by uuid in spec.clients.uuids of a policy that allows the
+// rest of the request, or any client by allowAll. Only then is the namespace known to be granted
+// the client, and entitled to learn that another namespace claims it.
+func grantedBySpec(grants tenancy.Grants, m *v1.ClientMembership) bool {
+	if m.Spec.Client.UUID == "" {
+		return grants.AnyClient()
+	}
+	return grants.Membership(tenancy.MembershipRequest{ClientUUID: m.Spec.Client.UUID, Owner: m.Spec.Owner,
+		Permissions: m.Spec.Permissions}) == nil
+}
+
 // conflict is the oldest other membership naming the client the same way that this one would
 // yield to in the controllers (olderPeerConflict): one of the same User (DuplicateMembership), or,
-// when this one asks for ownership, another owner (OwnerConflict) in a namespace granted its
-// request. created: m is being created, so every existing membership is older.
-func (v *ClientMembershipValidator) conflict(ctx context.Context, created bool, m *v1.ClientMembership) (
+// when this one asks for ownership, another owner (OwnerConflict) that claims the client
+// (claims). created: m is being created, so every existing membership is older. granted: m is
+// grantedBySpec; when it is not, its namespace may not be granted the client at all, so only its
+// own namespace's memberships are read (comparing owners elsewhere would tell it who holds a
+// client that may not be its business) and the controller, which knows the client's owner,
+// judges the rest.
+func (v *ClientMembershipValidator) conflict(ctx context.Context, created, granted bool, m *v1.ClientMembership) (
 	*v1.ClientMembership, string, error) {
+	opts := []client.ListOption{client.MatchingFields{indexMembershipClientSelector: selectorKey(m.Spec.Client)},
+		client.UnsafeDisableDeepCopy}
+	if !granted {
+		opts = append(opts, client.InNamespace(m.Namespace))
+	}
 	var peers v1.ClientMembershipList
-	if err := v.Reader.List(ctx, &peers, client.MatchingFields{indexMembershipClientSelector: selectorKey(m.Spec.Client)},
-		client.UnsafeDisableDeepCopy); err != nil {
+	if err := v.Reader.List(ctx, &peers, opts...); err != nil {
 		return nil, "", fmt.Errorf("cannot list memberships by client: %w", err)
 	}
 	slices.SortFunc(peers.Items, func(a, b v1.ClientMembership) int {
@@ -175,16 +195,36 @@ func (v *ClientMembershipValidator) conflict(ctx context.Context, created bool, 
 		if !m.Spec.Owner || !p.Spec.Owner {
 			continue
 		}
-		// A membership its namespace may not make claims nothing.
-		g, err := grants.Of(ctx, p.Namespace)
+		claim, err := claims(ctx, grants, m, p)
 		if err != nil {
 			return nil, "", err
 		}
-		if judge(g, p) == nil {
+		if claim {
 			return p, v1.ReasonOwnerConflict, nil
 		}
 	}
 	return nil, "", nil
+}
+
+// claims reports whether p, an older owner of the client m names, holds the ownership m asks
+// for. A membership its namespace may not make claims nothing. In m's namespace that is judged
+// as m itself is (judge). In another namespace only a claim known without the panel counts: p
+// granted from its spec alone (grantedBySpec), or already accepted by the controller (Ready,
+// Reconciled); one that passes judge only by what is assumed of the panel (a company name, an
+// ownedFromNamespace grant) may be a squatter, which must not keep the client's rightful owner
+// out at apply time, and is left to the controller.
+func claims(ctx context.Context, grants *controller.GrantsCache, m, p *v1.ClientMembership) (bool, error) {
+	if p.Namespace != m.Namespace && controller.IsReadyReason(p.Status.Conditions, v1.ReasonReconciled) {
+		return true, nil
+	}
+	g, err := grants.Of(ctx, p.Namespace)
+	if err != nil {
+		return false, err
+	}
+	if p.Namespace == m.Namespace {
+		return judge(g, p) == nil, nil
+	}
+	return grantedBySpec(g, p), nil
 }
 
 func describe(s v1.ClientSelector) string {

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 )
 
@@ -133,4 +136,106 @@ func TestMembershipOfAClientNotGrantedLearnsNothingOfItsOwner(t *testing.T) {
 	if strings.ReplaceAll(owned, clientA, "2d0a4c6a-5e3f-4071-8cbd-2e3f4a5b6c7d") != unowned {
 		t.Errorf("an owned client is refused differently from an unowned one:\n owned: %s\n unowned: %s", owned, unowned)
 	}
+}
+
+// clientC is a client no test's membership owns.
+const clientC = "2d0a4c6a-5e3f-4071-8cbd-2e3f4a5b6c7d"
+
+// byOwner grants the namespaces the clients their Users own, with ownership: a grant the
+// webhook can only assume in the request's favour (only the panel knows a client's owner).
+func byOwner() v1.PanelAccessPolicySpec {
+	return v1.PanelAccessPolicySpec{Clients: &v1.ClientGrant{OwnedFromNamespace: true, Ownership: v1.OwnershipAllowed}}
+}
+
+func allowAll() v1.PanelAccessPolicySpec { return v1.PanelAccessPolicySpec{AllowAll: true} }
+
+func byCompany(name string) v1.ClientSelector { return v1.ClientSelector{CompanyName: name} }
+
+func owner(namespace, name, userName string, sel v1.ClientSelector) *v1.ClientMembership {
+	m := membership(namespace, name, userName, sel)
+	m.Spec.Owner = true
+	return m
+}
+
+// answer is the webhook's answer to a create: "accepted", or its refusal's message.
+func answer(t *testing.T, err error) string {
+	t.Helper()
+	if err == nil {
+		return "accepted"
+	}
+	return refused(t, err, membershipWebhook)
+}
+
+// An owner membership of a client the namespace is granted only by what the webhook assumes
+// (any client, for a company name; its own, for ownedFromNamespace) must not tell it whether
+// another namespace owns that client: that would enumerate other tenants' customers.
+func TestOwnerProbeOfAClientNotGrantedByItsSpecAnswersAlikeWhetherAnotherNamespaceOwnsIt(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		holderGrant      v1.PanelAccessPolicySpec
+		probeGrant       v1.PanelAccessPolicySpec
+		held, free       v1.ClientSelector
+		heldStr, freeStr string
+	}{
+		{name: "by company name", holderGrant: allowAll(), probeGrant: clientGrant(clientB, true),
+			held: byCompany("Victim Corp"), free: byCompany("Nobody Corp"), heldStr: "Victim Corp", freeStr: "Nobody Corp"},
+		{name: "by uuid granted ownedFromNamespace", holderGrant: clientGrant(clientA, true), probeGrant: byOwner(),
+			held: byUUID(clientA), free: byUUID(clientC), heldStr: clientA, freeStr: clientC},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			holderNS, ns := namespace(t), namespace(t)
+			policy(t, tc.holderGrant, holderNS)
+			policy(t, tc.probeGrant, ns)
+			mustCreate(t, owner(holderNS, "victim", "jane", tc.held))
+
+			held := answer(t, create(t, owner(ns, "probe-held", "john", tc.held)))
+			free := answer(t, create(t, owner(ns, "probe-free", "john", tc.free)))
+			if strings.ReplaceAll(held, tc.heldStr, tc.freeStr) != free {
+				t.Errorf("a client another namespace owns is answered differently from one nobody owns, which tells the "+
+					"namespace who holds it:\n held: %s\n free: %s", held, free)
+			}
+		})
+	}
+}
+
+// A namespace granted a client only by what the webhook assumes cannot squat it: its owner
+// membership, made first, does not keep the namespace granted the client from owning it.
+func TestOwnerSquattingInAnotherNamespaceDoesNotBlockTheRightfulOwner(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		squatterGrant, ownerGrant v1.PanelAccessPolicySpec
+		client                    v1.ClientSelector
+	}{
+		{name: "by uuid granted ownedFromNamespace", squatterGrant: byOwner(), ownerGrant: clientGrant(clientA, true),
+			client: byUUID(clientA)},
+		{name: "by company name", squatterGrant: clientGrant(clientB, true), ownerGrant: allowAll(),
+			client: byCompany("Victim Corp")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			squatterNS, ownerNS := namespace(t), namespace(t)
+			policy(t, tc.squatterGrant, squatterNS)
+			policy(t, tc.ownerGrant, ownerNS)
+			mustCreate(t, owner(squatterNS, "squatter", "mallory", tc.client))
+			mustCreate(t, owner(ownerNS, "rightful", "jane", tc.client))
+		})
+	}
+}
+
+// An owner the controller has accepted (Ready, Reconciled) holds the client whatever grant it
+// came by: a second owner granted the client is refused.
+func TestOwnerAcceptedByTheControllerInAnotherNamespaceBlocksASecondOwner(t *testing.T) {
+	firstNS, ns := namespace(t), namespace(t)
+	policy(t, byOwner(), firstNS)
+	policy(t, clientGrant(clientA, true), ns)
+	first := owner(firstNS, "jane-a", "jane", byUUID(clientA))
+	mustCreate(t, first)
+	meta.SetStatusCondition(&first.Status.Conditions, metav1.Condition{Type: v1.ConditionReady,
+		Status: metav1.ConditionTrue, Reason: v1.ReasonReconciled, Message: "Owner of the client."})
+	if err := k8s.Status().Update(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	waitCached(t, first)
+
+	msg := refused(t, create(t, owner(ns, "john-a", "john", byUUID(clientA))), membershipWebhook)
+	mustContain(t, msg, "OwnerConflict", "a ClientMembership in another namespace")
 }

@@ -71,8 +71,9 @@ func (v *UserValidator) ValidateCreate(ctx context.Context, u *v1.User) (admissi
 	return nil, v.validate(ctx, nil, u)
 }
 
-// ValidateUpdate judges a changed User: only what changed (its email, its adoption) is judged
-// again, so that a User whose namespace lost a grant can still be edited otherwise.
+// ValidateUpdate judges a changed User: only what it asks for anew (a new email, adoption turned
+// on or moved to a new email) is judged again, so that a User whose namespace lost a grant can
+// still be edited otherwise, adoption turned off included.
 func (v *UserValidator) ValidateUpdate(ctx context.Context, old, u *v1.User) (admission.Warnings, error) {
 	return nil, v.validate(ctx, old, u)
 }
@@ -93,8 +94,11 @@ func (v *UserValidator) validate(ctx context.Context, old, u *v1.User) error {
 	}
 	key := panel.NormalizeEmail(u.Spec.Email)
 	emailChanged := old == nil || panel.NormalizeEmail(old.Spec.Email) != key
-	adoptionChanged := old == nil || old.Spec.Adoption != u.Spec.Adoption
-	if !emailChanged && !adoptionChanged {
+	// Adoption is judged only when it is asked for anew: when it becomes IfExists, or when the
+	// email it adopts by changes. Dropping it only ever asks for less.
+	adoptionAsked := u.Spec.Adoption == v1.AdoptionIfExists &&
+		(emailChanged || old.Spec.Adoption != v1.AdoptionIfExists)
+	if !emailChanged && !adoptionAsked {
 		return nil
 	}
 	// Policy before lookup: nothing about who holds an email is read before the namespace is
@@ -103,10 +107,12 @@ func (v *UserValidator) validate(ctx context.Context, old, u *v1.User) error {
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	if err := grants.Email(u.Spec.Email); err != nil {
-		return invalid(userKind, u.Name, field.Forbidden(emailPath, reasoned(v1.ReasonNotPermitted, err.Error())))
+	if emailChanged {
+		if err := grants.Email(u.Spec.Email); err != nil {
+			return invalid(userKind, u.Name, field.Forbidden(emailPath, reasoned(v1.ReasonNotPermitted, err.Error())))
+		}
 	}
-	if u.Spec.Adoption == v1.AdoptionIfExists {
+	if adoptionAsked {
 		if err := grants.Adoption(u.Spec.Email); err != nil {
 			return invalid(userKind, u.Name, field.Forbidden(field.NewPath("spec", "adoption"),
 				reasoned(v1.ReasonNotPermitted, err.Error())))

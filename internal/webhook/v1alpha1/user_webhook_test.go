@@ -126,3 +126,29 @@ func TestMetadataUpdatesNeverCallTheWebhook(t *testing.T) {
 		t.Errorf("a spec update did not call the webhook once (%v calls in all, want 2)", got)
 	}
 }
+
+func TestUserDroppingAdoptionIsAcceptedAfterItsNamespaceLostTheGrant(t *testing.T) {
+	ns := namespace(t)
+	spec := emailsAt("dropped.example")
+	spec.Adoption = &v1.AdoptionGrant{Mode: v1.AdoptionModeIfEmailAllowed}
+	p := policy(t, spec, ns)
+	u := user(ns, "jane", "legacy@dropped.example")
+	u.Spec.Adoption = v1.AdoptionIfExists
+	mustCreate(t, u)
+	if err := k8s.Delete(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, p)
+
+	// Turning adoption off asks for less than before: nothing for a policy to refuse.
+	u.Spec.Adoption = v1.AdoptionNever
+	if err := k8s.Update(t.Context(), u); err != nil {
+		t.Fatalf("an edit turning adoption off was refused: %v", err)
+	}
+	waitCached(t, u)
+	u.Spec.Adoption = v1.AdoptionIfExists
+	msg := refused(t, k8s.Update(t.Context(), u), userWebhook)
+	if !strings.Contains(msg, "NotPermitted") || !strings.Contains(msg, "spec.adoption") {
+		t.Errorf("turning adoption back on is not refused NotPermitted on spec.adoption: %s", msg)
+	}
+}
