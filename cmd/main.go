@@ -143,7 +143,8 @@ func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 	fs.StringVar(&s.previousClusterID, "previous-cluster-id", "", "Take over the bindings written in this cluster (its "+
 		"--cluster-id or kube-system UID) by namespace and name: for a cluster rebuilt from git, whose objects all have "+
 		"new UIDs. Empty: none.")
-	fs.StringVar(&s.timezone, "timezone", "UTC", "The panel's timezone: set it to the panel's APP_TIMEZONE (its .env); timestamps and activity rows are written in it.")
+	fs.StringVar(&s.timezone, "timezone", "UTC", "The panel's timezone: set it to the panel's APP_TIMEZONE (its .env); "+
+		"timestamps and activity rows are written in it.")
 	fs.IntVar(&s.maxConcurrent, "max-concurrent-reconciles", 4*runtime.GOMAXPROCS(0), "Objects reconciled at once, per kind. "+
 		"Most of a reconcile waits on the API server and the database, so more than the cores (GOMAXPROCS, which follows "+
 		"a container CPU limit).")

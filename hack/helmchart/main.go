@@ -215,6 +215,11 @@ func (e edit) apply(b []byte) ([]byte, error) {
 
 var templateEdits = map[string][]edit{
 	"templates/manager/manager.yaml": {
+		// The plugin templates the probe port only on a bare /readyz path; ours has a query
+		// (?exclude=panel-database, see config/manager).
+		{`(?m)^            path: /readyz\?exclude=panel-database\n            port: 8081$`,
+			`            path: /readyz?exclude=panel-database
+            port: {{ .Values.manager.healthProbe.port }}`, false},
 		// --leader-elect and --namespace come from their own values, not from manager.args.
 		{`(?m)^        - --health-probe-bind-address=:\{\{ \.Values\.manager\.healthProbe\.port \}\}\n`,
 			`        - --health-probe-bind-address=:{{ .Values.manager.healthProbe.port }}
@@ -250,7 +255,7 @@ var templateEdits = map[string][]edit{
 	// With watchNamespaces the ClusterRole grants no Secrets: a Role in each watched namespace
 	// does (templates/rbac/watched-namespace-secrets.yaml), as config/namespaced.
 	"templates/rbac/manager-role.yaml": {
-		{`(?m)^- apiGroups:\n  - ""\n  resources:\n  - secrets\n  verbs:\n  - create\n  - delete\n  - get\n  - list\n  - watch\n`,
+		{`(?m)^- apiGroups:\n  - ""\n  resources:\n  - secrets\n  verbs:\n  - create\n  - delete\n  - get\n  - list\n  - patch\n  - watch\n`,
 			`{{- if not .Values.watchNamespaces }}
 - apiGroups:
   - ""
@@ -261,6 +266,7 @@ var templateEdits = map[string][]edit{
   - delete
   - get
   - list
+  - patch
   - watch
 {{- end }}
 `, false},
@@ -288,6 +294,17 @@ var webhookEdits = map[string][]edit{
 				`{{ .Values.webhook.certificate.secretName }}{{ end }}`, false},
 	},
 	"templates/webhook/validating-webhook-configuration.yaml": {
+		// With watchNamespaces, objects elsewhere never wait on this release's webhook (another
+		// release may serve them).
+		{`(?m)^  failurePolicy: Fail\n`, `  failurePolicy: Fail
+  {{- with $.Values.watchNamespaces }}
+  namespaceSelector:
+    matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values: {{ toJson . }}
+  {{- end }}
+`, true},
 		{`(?m)^  clientConfig:\n`, `  clientConfig:
     {{- if not $.Values.certManager.enabled }}
     caBundle: {{ $.Values.webhook.certificate.caBundle }}

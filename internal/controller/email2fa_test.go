@@ -66,7 +66,9 @@ func TestEmailTwoFactorLogsInWithAVerifiedAddressAndTheLockoutIsRefused(t *testi
 	if n := e.count("SELECT COUNT(*) FROM activity_logs WHERE model_uuid = ?", id) - writes; n != 0 {
 		t.Errorf("the refused edit wrote %d activity rows", n)
 	}
-	if n := e.count("SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'email' AND verified = 1 AND `default` = 1", id); n != 1 {
+	const verifiedDefault = "SELECT COUNT(*) FROM verifications WHERE user_uuid = ? AND type = 'email' AND verified = 1 " +
+		"AND `default` = 1"
+	if n := e.count(verifiedDefault, id); n != 1 {
 		t.Errorf("after the refused edit jane has %d verified default email rows, want 1", n)
 	}
 	e.wantLogsIn("jane after the refused edit", e.login("jane@example.com", testPassword, code))

@@ -70,7 +70,7 @@ func phpInt(v string) string {
 		return `""`
 	}
 	for i, r := range v {
-		if (r < '0' || r > '9') && !(i == 0 && r == '-' && len(v) > 1) {
+		if (r < '0' || r > '9') && (i != 0 || r != '-' || len(v) == 1) {
 			var b strings.Builder
 			phpString(&b, v)
 			return b.String()

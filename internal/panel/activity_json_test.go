@@ -38,13 +38,17 @@ foreach ($in["columns"] as $c) {
 echo json_encode($out);
 `
 
-func phpJSON(t *testing.T, view, tz string, columns []string, r map[string]*string, changed ...string) string {
+// activityTimezone is the panel's APP_TIMEZONE in the activity test: not UTC, so a date in the
+// wrong zone or form shows.
+const activityTimezone = "America/Winnipeg"
+
+func phpJSON(t *testing.T, view string, columns []string, r map[string]*string, changed ...string) string {
 	t.Helper()
 	php, err := exec.LookPath("php")
 	if err != nil {
 		t.Fatal("php not found: the activity JSON is checked against PHP's own json_encode; install php-cli (`apt-get install php-cli`)")
 	}
-	in, err := json.Marshal(map[string]any{"view": view, "tz": tz, "columns": columns, "row": r, "changed": changed})
+	in, err := json.Marshal(map[string]any{"view": view, "tz": activityTimezone, "columns": columns, "row": r, "changed": changed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +115,7 @@ func panelTime(v string) string {
 // ModelActivityLogger writes (PHP's json_encode: "\/", "\u00e9", NULL columns present, dates
 // as the model serialises them in the panel's timezone, disable as a boolean), never with the hash.
 func TestActivityJSONIsThePanelsJSONEncode(t *testing.T) {
-	const tz = "America/Winnipeg"
-	loc, err := time.LoadLocation(tz)
+	loc, err := time.LoadLocation(activityTimezone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +136,7 @@ func TestActivityJSONIsThePanelsJSONEncode(t *testing.T) {
 		}
 		b.UserUUID = u.UUID
 		columns, created := userRow(t, f, u.UUID)
-		if got, want := activity("create", "model_new_data", u.UUID), phpJSON(t, "toArray", tz, columns, created); got != want {
+		if got, want := activity("create", "model_new_data", u.UUID), phpJSON(t, "toArray", columns, created); got != want {
 			t.Errorf("create: model_new_data\n got %s\nwant %s", got, want)
 		}
 
@@ -145,11 +148,11 @@ func TestActivityJSONIsThePanelsJSONEncode(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, updated := userRow(t, f, u.UUID)
-		if got, want := activity("update", "model_old_data", u.UUID), phpJSON(t, "original", tz, columns, created); got != want {
+		if got, want := activity("update", "model_old_data", u.UUID), phpJSON(t, "original", columns, created); got != want {
 			t.Errorf("update: model_old_data\n got %s\nwant %s", got, want)
 		}
 		changed := []string{"phone_number", "firstname", "admin_notes", "updated_at"}
-		if got, want := activity("update", "model_new_data", u.UUID), phpJSON(t, "changes", tz, columns, updated, changed...); got != want {
+		if got, want := activity("update", "model_new_data", u.UUID), phpJSON(t, "changes", columns, updated, changed...); got != want {
 			t.Errorf("update: model_new_data\n got %s\nwant %s", got, want)
 		}
 
@@ -157,7 +160,7 @@ func TestActivityJSONIsThePanelsJSONEncode(t *testing.T) {
 		if r, err := f.store.Release(ctx, b, panel.ReleaseDelete); err != nil || !r.Deleted {
 			t.Fatalf("release = %+v, %v; want deleted", r, err)
 		}
-		if got, want := activity("delete", "model_old_data", u.UUID), phpJSON(t, "toArray", tz, columns, updated); got != want {
+		if got, want := activity("delete", "model_old_data", u.UUID), phpJSON(t, "toArray", columns, updated); got != want {
 			t.Errorf("delete: model_old_data\n got %s\nwant %s", got, want)
 		}
 		if n := f.count(t, "SELECT COUNT(*) FROM activity_logs WHERE model_new_data LIKE '%$2%' OR model_old_data LIKE '%$2%'"); n != 0 {

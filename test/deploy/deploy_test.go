@@ -165,9 +165,6 @@ func TestKustomizationsRenderAndTheAPIServerAcceptsThem(t *testing.T) {
 	}
 }
 
-// certManagerGroup is cert-manager's API group: config/certmanager's Issuer and Certificate.
-const certManagerGroup = "cert-manager.io"
-
 // The webhook's certificate reaches the manager and the API server by names that kustomize's
 // prefixes and replacements must keep in step: the Certificate names the webhook Service's DNS
 // names, writes the Secret the Deployment mounts at --webhook-cert-path, and is the one

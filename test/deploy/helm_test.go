@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -204,14 +205,14 @@ func TestHelmChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 			"ServiceAccount": 1, "ClusterRole": 10, "ClusterRoleBinding": 2, "Role": 3, "RoleBinding": 3, "Service": 1,
 			"PanelAccessPolicy": 1, "ServiceMonitor": 1, "NetworkPolicy": 1, "Issuer": 1},
 			strings.Join(watchedNamespaces, ","), []string{"puq-user-operator-all-namespaces"}, "panel-db", ""},
+		// Without cert-manager: the serving certificate from a Secret the admin provides.
+		{"webhook with a provided certificate", map[string]any{
+			"certManager": map[string]any{"enabled": false},
+			"webhook": map[string]any{"enabled": true, "certificate": map[string]any{"secretName": "webhook-tls",
+				"caBundle": base64.StdEncoding.EncodeToString([]byte("the admin's CA"))}}},
+			map[string]int{"ValidatingWebhookConfiguration": 1, "Deployment": 1}, "",
+			[]string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db", "webhook-tls"},
 	}
-	// Without cert-manager: the serving certificate from a Secret the admin provides.
-	cases = append(cases, testCase{"webhook with a provided certificate", map[string]any{
-		"certManager": map[string]any{"enabled": false},
-		"webhook": map[string]any{"enabled": true, "certificate": map[string]any{"secretName": "webhook-tls",
-			"caBundle": base64.StdEncoding.EncodeToString([]byte("the admin's CA"))}}},
-		map[string]int{"ValidatingWebhookConfiguration": 1, "Deployment": 1}, "",
-		[]string{"puq-user-operator-own-namespace"}, "puq-user-operator-panel-db", "webhook-tls"})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := renderChart(t, tc.values)
@@ -428,4 +429,40 @@ func rbacOf(t *testing.T, objs []*unstructured.Unstructured) map[string][]string
 		out[key] = slices.Compact(lines)
 	}
 	return out
+}
+
+// With watchNamespaces, the chart's webhooks are called only for objects in those namespaces:
+// an object elsewhere never waits on this release's webhook (failurePolicy Fail), and the
+// default (every namespace) has no selector.
+func TestHelmWebhookIsCalledOnlyForTheWatchedNamespaces(t *testing.T) {
+	selectors := func(values map[string]any) [][]any {
+		var out [][]any
+		for _, o := range renderChart(t, values) {
+			if o.GetKind() != "ValidatingWebhookConfiguration" {
+				continue
+			}
+			webhooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+			for _, w := range webhooks {
+				exprs, _, _ := unstructured.NestedSlice(w.(map[string]any), "namespaceSelector", "matchExpressions")
+				out = append(out, exprs)
+			}
+		}
+		return out
+	}
+	watched := selectors(map[string]any{"watchNamespaces": watchedNamespaces})
+	if len(watched) != 2 {
+		t.Fatalf("the chart renders %d webhooks, want 2", len(watched))
+	}
+	for _, exprs := range watched {
+		want := []any{map[string]any{"key": "kubernetes.io/metadata.name", "operator": "In",
+			"values": []any{watchedNamespaces[0], watchedNamespaces[1]}}}
+		if !reflect.DeepEqual(exprs, want) {
+			t.Errorf("with watchNamespaces a webhook's namespaceSelector is %v, want %v", exprs, want)
+		}
+	}
+	for _, exprs := range selectors(nil) {
+		if len(exprs) != 0 {
+			t.Errorf("with every namespace watched a webhook has namespaceSelector %v, want none", exprs)
+		}
+	}
 }
