@@ -108,6 +108,7 @@ func importFigure(w *world, c config) (figure, error) {
 	if err != nil {
 		return figure{}, err
 	}
+	outcomes, requests := s.outcomes(), s.apiRequests()
 	after, err := tableChanges(w)
 	if err != nil {
 		return figure{}, err
@@ -135,10 +136,10 @@ func importFigure(w *world, c config) (figure, error) {
 		boundMeasured, "a plain client's Users/s creating the same Users and ClientMemberships with the same concurrency",
 		fmt.Sprintf("%d panel users and %d memberships imported (kubectl puq import: %s, peak RSS %.1f MiB, Secrets "+
 			"created included), applied with %d workers, Users Ready in %s, all Ready in %s (%.0f User and %.0f "+
-			"ClientMembership reconciles); 0 bcrypt hashes, 0 rows changed in panel tables, %d binding rows written",
+			"ClientMembership reconciles; outcomes %s; API requests %s); 0 bcrypt hashes, 0 rows changed in panel tables, %d binding rows written",
 			c.importUsers, c.importUsers, importTime.Round(time.Millisecond),
 			float64(peakKiB)/1024, concurrency, usersTime.Round(time.Millisecond), opTime.Round(time.Millisecond),
-			userReconciles, membershipReconciles, bindings)), nil
+			userReconciles, membershipReconciles, outcomes, requests, bindings)), nil
 }
 
 // seedImportPanel inserts n panel users the panel's way, all with one cost-12 hash (the operator

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -153,6 +154,49 @@ func (s scrape) sum(name string, labels ...string) (float64, error) {
 		return 0, fmt.Errorf("the manager exposes no %s%s", name, selector(labels))
 	}
 	return total, nil
+}
+
+// outcomes says how the reconciles ended, per kind and reason
+// (puq_user_operator_reconcile_outcomes_total), e.g. "ClientMembership/Reconciled 300": which
+// waits the reconciles beyond the first of each object were.
+func (s scrape) outcomes() string {
+	var parts []string
+	for _, x := range s {
+		if x.name == "puq_user_operator_reconcile_outcomes_total" && x.value > 0 && x.labels["kind"] != "PanelAccessPolicy" {
+			parts = append(parts, fmt.Sprintf("%s/%s %.0f", x.labels["kind"], x.labels["reason"], x.value))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// apiRequests says the manager's requests to the API server by method, and of those how many
+// found nothing (404), e.g. "GET 309 (404: 865), PATCH 1124".
+func (s scrape) apiRequests() string {
+	by, missing := map[string]float64{}, map[string]float64{}
+	for _, x := range s {
+		if x.name != "rest_client_requests_total" {
+			continue
+		}
+		by[x.labels["method"]] += x.value
+		if x.labels["code"] == "404" {
+			missing[x.labels["method"]] += x.value
+		}
+	}
+	methods := make([]string, 0, len(by))
+	for m := range by {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	parts := make([]string, 0, len(methods))
+	for _, m := range methods {
+		p := fmt.Sprintf("%s %.0f", m, by[m])
+		if missing[m] > 0 {
+			p += fmt.Sprintf(" (404: %.0f)", missing[m])
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (x sample) has(labels []string) bool {
