@@ -356,8 +356,9 @@ func (r *ClientMembershipReconciler) abandon(ctx context.Context, m *v1.ClientMe
 	return r.Update(ctx, m)
 }
 
-// SetupWithManager registers the controller; a change in a User wakes its memberships, and a
-// change of the grants (a PanelAccessPolicy's spec, a namespace's labels) the memberships whose
+// SetupWithManager registers the controller; a change in a User that its memberships' plans read
+// wakes them (userWakesMemberships), a change of a membership its peers read wakes them
+// (membershipWakesPeers), and a change of the grants (a PanelAccessPolicy's spec, a namespace's labels) the memberships whose
 // denials may change with them.
 func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	policies, namespaces := regrant(r.Client, func() client.ObjectList { return &v1.ClientMembershipList{} })
@@ -366,8 +367,9 @@ func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			deletionPredicate()))).
 		Watches(&v1.PanelAccessPolicy{}, policies, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesMetadata(&corev1.Namespace{}, namespaces, builder.WithPredicates(labelsChanged())).
-		Watches(&v1.User{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfUser)).
-		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(r.peersOfClient)).
+		Watches(&v1.User{}, handler.EnqueueRequestsFromMapFunc(r.membershipsOfUser), builder.WithPredicates(userWakesMemberships())).
+		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(r.peersOfClient),
+			builder.WithPredicates(membershipWakesPeers())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
 			RateLimiter: retryRateLimiter()}).
 		Named(r.Options.NamePrefix + "clientmembership").
@@ -376,8 +378,10 @@ func (r *ClientMembershipReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // peersOfClient wakes the other memberships of the same client when one changes or goes, so a
 // duplicate or a losing owner claim proceeds, and a blocked owner removal retries after a transfer.
+// It leaves out the peers settled against it (peerSettled).
 func (r *ClientMembershipReconciler) peersOfClient(ctx context.Context, o client.Object) []reconcile.Request {
-	id := o.(*v1.ClientMembership).Status.ClientUUID
+	changed := o.(*v1.ClientMembership)
+	id := changed.Status.ClientUUID
 	if id == "" {
 		return nil
 	}
@@ -386,12 +390,23 @@ func (r *ClientMembershipReconciler) peersOfClient(ctx context.Context, o client
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, m := range list.Items {
-		if m.UID != o.GetUID() {
+	for i := range list.Items {
+		m := &list.Items[i]
+		if m.UID != changed.UID && !peerSettled(m, changed) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Name}})
 		}
 	}
 	return reqs
+}
+
+// peerSettled reports whether nothing changed in a younger peer can change m's plan: m is Ready
+// (Reconciled) at its generation, not being deleted, and older than changed. Only an older peer
+// makes m a duplicate or a losing owner claim (olderPeerConflict), a binding passes only from a
+// younger or gone holder to an older one, and a younger owner claim waits for m (so no transfer
+// takes m's user's ownership away); a Ready m wrote its association already.
+func peerSettled(m, changed *v1.ClientMembership) bool {
+	return m.DeletionTimestamp.IsZero() && readyReconciled(m.Status.Conditions) &&
+		m.Status.ObservedGeneration == m.Generation && OlderThan(m.ObjectMeta, changed.ObjectMeta)
 }
 
 func (r *ClientMembershipReconciler) membershipsOfUser(ctx context.Context, o client.Object) []reconcile.Request {

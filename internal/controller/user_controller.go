@@ -407,7 +407,8 @@ func IsReadyReason(conds []metav1.Condition, reason string) bool {
 }
 
 // SetupWithManager registers the controller: Users, the Secrets they reference (metadata only,
-// so Secret contents are never cached), and their ClientMemberships (for status.clients).
+// so Secret contents are never cached), and their ClientMemberships (for status.clients: only the
+// changes that wrote or removed an association, membershipWakesUser).
 func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if n := r.Options.MaxConcurrentHashes; n > 0 {
 		r.hashSlots = make(chan struct{}, n)
@@ -437,7 +438,8 @@ func (r *UserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1.User{}, r.emailPeers()).
 		Watches(&v1.User{}, r.lost.handler()).
 		WatchesRawSource(source.Channel(r.secrets.queue, &handler.EnqueueRequestForObject{})).
-		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(userOfMembership)).
+		Watches(&v1.ClientMembership{}, handler.EnqueueRequestsFromMapFunc(userOfMembership),
+			builder.WithPredicates(membershipWakesUser())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
 			RateLimiter: retryRateLimiter()}).
 		Named(r.Options.NamePrefix + "user").
