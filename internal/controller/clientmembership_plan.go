@@ -59,7 +59,8 @@ type membershipInputs struct {
 // membershipPlan is what a reconcile does, decided from its inputs alone.
 type membershipPlan struct {
 	// addFinalizer and setOwner change the membership's metadata, before anything is written to
-	// the panel: the finalizer so that a deletion always gets to remove what was written, the
+	// the panel (once its User exists, together): the finalizer so that a deletion always gets to
+	// remove what was written, the
 	// ownerReference to setOwner (the User) so that garbage collection removes the membership
 	// with its User.
 	addFinalizer bool
@@ -113,7 +114,10 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 	}
 	m := in.membership
 	var p membershipPlan
-	p.addFinalizer = !slices.Contains(m.Finalizers, MembershipFinalizer)
+	// The finalizer waits for the User: with no User nothing is written, and the ownerReference
+	// goes in the same update as the finalizer, so a membership applied before its User costs
+	// one metadata update, not two.
+	p.addFinalizer = in.user != nil && !slices.Contains(m.Finalizers, MembershipFinalizer)
 	if in.user != nil && !ownedBy(m, in.user) && in.user.DeletionTimestamp.IsZero() {
 		p.setOwner = in.user
 	}

@@ -80,9 +80,12 @@ func TestPlanMembershipDecidesFromItsInputs(t *testing.T) {
 		// want is the outcome's reason and what the plan does, in planSummary's words.
 		reason, want string
 	}{
-		{"a new membership of a missing User waits for it and gets its finalizer",
+		{"a new membership of a missing User waits for it with no metadata update",
 			membershipInputs{membership: membership(func(m *v1.ClientMembership) { m.Finalizers = nil })},
-			v1.ReasonUserNotFound, "finalizer"},
+			v1.ReasonUserNotFound, ""},
+		{"a new membership of an existing User gets its finalizer and owner in one update",
+			membershipInputs{membership: membership(func(m *v1.ClientMembership) { m.Finalizers = nil }), user: notReady},
+			v1.ReasonUserNotReady, "finalizer; owner"},
 		{"a User not Ready: wait, own the membership", membershipInputs{membership: membership(), user: notReady},
 			v1.ReasonUserNotReady, "owner"},
 		{"a User being deleted gets no association: it would outlive the User",
