@@ -3,6 +3,7 @@ package controller_test
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -246,5 +247,26 @@ func TestTOTPRowHasTheDeviceNameAndAnOldRowIsCompletedOnce(t *testing.T) {
 	}
 	if msg := loggedIn(e.login("jane@example.com", testPassword, oathtoolCode(t, seed, loginTime))); msg != "" {
 		t.Error(msg)
+	}
+}
+
+// A User that does not want TOTP reads no TOTP Secret while the Secret watch knows it has none:
+// a reconcile that finds it in sync sends the API server no request but its status patch, if
+// any (the password Secret's version is the watch's too). Before, each asked twice for a Secret
+// that does not exist.
+func TestUserWithoutTOTPReadsNoTOTPSecretWhenInSync(t *testing.T) {
+	e := newEnv(t)
+	u, _ := e.readyUser("jane")
+	e.waitReconciles("user", 0)
+	before := apiRequests(t)
+	for i := range 3 {
+		// An annotation change wakes the User (AnnotationChangedPredicate); the test's own client is
+		// not the manager's, so the updates are not counted.
+		update(e, u, func(o *v1.User) { o.SetAnnotations(map[string]string{"example.com/touch": strconv.Itoa(i)}) })
+		e.waitReconciles("user", 1)
+	}
+	after := apiRequests(t)
+	if d := after["GET"] - before["GET"]; d != 0 {
+		t.Errorf("3 reconciles of a Ready User without TOTP sent %v GET requests, want none", d)
 	}
 }

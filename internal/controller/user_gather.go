@@ -140,10 +140,18 @@ func (r *UserReconciler) gatherPassword(ctx context.Context, user *v1.User, appl
 		value: trimLineEnding(string(secret.Data[passwordKey(user)]))}, nil
 }
 
-// gatherTOTP reads the User's TOTP Secret.
+// gatherTOTP reads the User's TOTP Secret. A User that does not want TOTP only needs to know
+// whether a Secret it owns is there (planTOTP withdraws it), and the Secret watch remembers every
+// Secret a User owns and queues the User when one appears: while the watch is healthy and knows
+// no Secret of that name, there is none to withdraw, as of what the watch has delivered (one that
+// comes later wakes the User), and nothing is read.
 func (r *UserReconciler) gatherTOTP(ctx context.Context, user *v1.User) (totpFacts, error) {
+	key := types.NamespacedName{Namespace: user.Namespace, Name: totpSecretName(user)}
+	if !wantsTOTP(user) && r.secrets.Healthy(user.Namespace) && r.secrets.Version(key) == "" {
+		return totpFacts{read: true}, nil
+	}
 	secret := &corev1.Secret{}
-	err := r.readSecret(ctx, types.NamespacedName{Namespace: user.Namespace, Name: totpSecretName(user)}, secret)
+	err := r.readSecret(ctx, key, secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		return totpFacts{read: true}, nil
