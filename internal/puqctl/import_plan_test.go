@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
@@ -258,5 +260,36 @@ func TestImportDirectoryKeepsUsersOutsideTheSelectionAndDropsThoseItSpeaksFor(t 
 	}
 	if got := files(); got != "" {
 		t.Errorf("files %q left, want none (removed %v)", got, removed)
+	}
+}
+
+// TestImportDirectoryAppliesUsersBeforeTheirMemberships renders the directory as `kubectl apply
+// -k` does: every User comes before every ClientMembership, so no membership is created before
+// its User (each one that is waits once more, UserNotFound, and patches its status once more).
+func TestImportDirectoryAppliesUsersBeforeTheirMemberships(t *testing.T) {
+	dir := t.TempDir()
+	var users []*imported
+	for _, name := range []string{"zoe", "adam", "mia"} {
+		u := &v1.User{TypeMeta: metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "User"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "tenant"}, Spec: v1.UserSpec{Email: name + "@acme.io"}}
+		m := &v1.ClientMembership{TypeMeta: metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "ClientMembership"},
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-c1", Namespace: "tenant"},
+			Spec:       v1.ClientMembershipSpec{UserRef: v1.LocalUserReference{Name: name}}}
+		users = append(users, &imported{user: u, memberships: []*v1.ClientMembership{m}})
+	}
+	all := map[string]bool{"zoe@acme.io": true, "adam@acme.io": true, "mia@acme.io": true}
+	if _, err := writeDirectory(dir, "tenant", users, all, all); err != nil {
+		t.Fatal(err)
+	}
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build: %v", err)
+	}
+	var kinds []string
+	for _, r := range res.Resources() {
+		kinds = append(kinds, r.GetKind())
+	}
+	if got, want := strings.Join(kinds, " "), "User User User ClientMembership ClientMembership ClientMembership"; got != want {
+		t.Errorf("kustomize build gives %s, want %s", got, want)
 	}
 }

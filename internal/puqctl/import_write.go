@@ -224,11 +224,16 @@ func writeDirectory(dir, namespace string, users []*imported, selected, inPanel 
 		}
 	}
 	slices.Sort(resources)
+	// Users first, in the order the files are listed (sortOptions fifo; kustomize's default order
+	// puts ClientMembership before User): a membership applied before its User is reconciled
+	// once more to say UserNotFound, and its status patched once more.
+	slices.SortStableFunc(resources, func(a, b string) int { return applyRank(a) - applyRank(b) })
 	k := map[string]any{
-		"apiVersion": "kustomize.config.k8s.io/v1beta1",
-		"kind":       "Kustomization",
-		"namespace":  namespace,
-		"resources":  resources,
+		"apiVersion":  "kustomize.config.k8s.io/v1beta1",
+		"kind":        "Kustomization",
+		"namespace":   namespace,
+		"sortOptions": map[string]any{"order": "fifo"},
+		"resources":   resources,
 	}
 	return removed, writeFile(filepath.Join(dir, "kustomization.yaml"), k, 0o644)
 }
@@ -277,4 +282,13 @@ func writeFile(path string, obj any, mode os.FileMode) error {
 		return fmt.Errorf("cannot write %s: %w", path, err)
 	}
 	return os.Chmod(path, mode)
+}
+
+// applyRank is where a file of the directory goes in the kustomization: Users (0) before
+// ClientMemberships (1).
+func applyRank(rel string) int {
+	if strings.HasPrefix(rel, usersDir+string(filepath.Separator)) {
+		return 0
+	}
+	return 1
 }
