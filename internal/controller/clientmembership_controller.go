@@ -155,7 +155,7 @@ func (r *ClientMembershipReconciler) gatherClient(ctx context.Context, in *membe
 		}
 		in.ownerNamespace, in.ownerRead = ns, true
 	}
-	if checkClientGrant(*in) != nil {
+	if checkClientGrant(*in) != nil && !ownershipOnlyDenied(*in) {
 		return nil
 	}
 	if sel.UUID == "" {

@@ -125,9 +125,19 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 		return p, *stop
 	}
 	p.userUUID = in.user.Status.UUID
+	var keepOwner *outcome // the denial, when the plan re-asserts the panel's owner instead
 	if stop := checkClientGrant(in); stop != nil {
-		p.recheck = in.ownerRead
-		return p, *stop
+		if !ownershipOnlyDenied(in) {
+			p.recheck = in.ownerRead
+			return p, *stop
+		}
+		if a := in.state.Association; in.client == nil || a == nil || !a.Owner {
+			// The client is granted, not its ownership; the panel's owner is read again every
+			// resync (one made the owner in the panel UI is then accepted).
+			p.recheck = true
+			return p, *stop
+		}
+		keepOwner = stop // the panel already has this user as the owner: nothing to grant
 	}
 	if in.client == nil {
 		return p, waiting(v1.ReasonClientNotFound, "No panel client matches spec.client (%s); create it in the panel or fix the "+
@@ -138,6 +148,9 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 	p.client = &v1.ClientSummary{Name: c.Name, CompanyName: c.CompanyName, TaxID: c.TaxID, Status: strings.ToUpper(c.Status)}
 	p.refused = waiting(v1.ReasonOwnerConflict, "The user owns client %s; the panel takes ownership away only by "+
 		"transferring it. Set spec.owner: true on another membership of this client.", c.UUID)
+	if keepOwner != nil {
+		p.refused = *keepOwner // the owner changed since it was read: ownership is not granted
+	}
 	if o := olderPeerConflict(m, p.userUUID, in.peers); o != nil {
 		return p, *o
 	}
@@ -161,7 +174,7 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 	if a := in.state.Association; a != nil && a.Owner && !m.Spec.Owner {
 		return p, p.refused
 	}
-	want := panel.Membership{Owner: m.Spec.Owner, Permissions: permissionKeys(m.Spec.Permissions)}
+	want := panel.Membership{Owner: m.Spec.Owner, Permissions: permissionKeys(m.Spec.Permissions), KeepOwner: keepOwner != nil}
 	binding := membershipBinding(m, in.operator, p.userUUID, c.UUID)
 	if b := in.state.Binding; b != nil && replacing == "" && b.ResourceUID != binding.ResourceUID {
 		replacing = b.ResourceUID // the previous cluster's binding of this name, taken over
@@ -239,6 +252,24 @@ func checkClientGrant(in membershipInputs) *outcome {
 	}
 	o := denied(err)
 	return &o
+}
+
+// ownershipOnlyDenied reports whether the grants refuse the membership only for asking for
+// ownership: spec.owner is true and the namespace is granted the client (with no permission
+// asked, as an owner's are the panel's). Then re-asserting the user the panel already has as
+// the client's owner needs no grant: it makes nobody owner. Judged from the spec and the grants
+// alone, before anything of the client is read, as checkClientGrant.
+func ownershipOnlyDenied(in membershipInputs) bool {
+	m := in.membership
+	if !m.Spec.Owner || in.clientUUID == "" {
+		return false
+	}
+	named := ""
+	if m.Spec.Client.UUID == "" {
+		named = strconv.Quote(m.Spec.Client.CompanyName)
+	}
+	return in.grants.Membership(tenancy.MembershipRequest{ClientUUID: in.clientUUID, Client: named,
+		OwnerNamespace: in.ownerNamespace}) == nil
 }
 
 // membershipFor names another ClientMembership for m's conditions: by name when it is in m's

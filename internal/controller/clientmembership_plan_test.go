@@ -250,6 +250,8 @@ func TestPlanMembershipDecidesGrantsFromItsInputs(t *testing.T) {
 	acme := &panel.Client{UUID: client, Name: "Ann Smith", CompanyName: "Acme", TaxID: "TAX-1", Status: "active"}
 	self := &panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client, Namespace: "team", Name: "jane-acme",
 		ResourceUID: "uid-self", InstanceID: "prod"}
+	selfHere := &panel.MembershipBinding{UserUUID: userUUID, ClientUUID: client, Namespace: "team", Name: "jane-acme",
+		ResourceUID: "uid-self", InstanceID: "prod", ClusterID: "c1"}
 	// drifted is an association this membership made, changed since in the panel.
 	drifted := panel.MembershipState{Association: &panel.Membership{Permissions: []string{"manage-orders"}}, Binding: self}
 	notGranted := `No PanelAccessPolicy grants namespace team the client "Acme" (policies selecting namespace team: acme)`
@@ -273,9 +275,25 @@ func TestPlanMembershipDecidesGrantsFromItsInputs(t *testing.T) {
 		{"permissions beyond maxPermissions are refused, naming them",
 			membershipInputs{membership: membership(morePerms), user: user, grants: byUUID, clientUUID: client, client: acme},
 			v1.ReasonNotPermitted, "", "the permissions manage-invoices, manage-orders on client " + client, false},
-		{"ownership of a granted client is refused where the policy does not allow it",
+		{"ownership of a granted client is refused where the policy does not allow it, and the owner looked at again",
 			membershipInputs{membership: membership(asOwner), user: user, grants: byUUID, clientUUID: client, client: acme},
-			v1.ReasonNotPermitted, "", "take ownership of client " + client, false},
+			v1.ReasonNotPermitted, "", "take ownership of client " + client, true},
+		{"a member asking for ownership where it is not allowed is refused: it would make someone owner",
+			membershipInputs{membership: membership(asOwner), user: user, grants: byUUID, clientUUID: client, client: acme,
+				state: panel.MembershipState{Association: &panel.Membership{Permissions: []string{"manage-users"}}}},
+			v1.ReasonNotPermitted, "", "take ownership of client " + client, true},
+		{"the panel's owner re-asserted needs no ownership grant: only the binding is written, keeping the owner",
+			membershipInputs{membership: membership(asOwner), user: user, grants: byUUID, clientUUID: client, client: acme,
+				state: panel.MembershipState{Association: &panel.Membership{Owner: true, Permissions: []string{"manage-users"}}}},
+			v1.ReasonReconciled, "write Updated keeping the owner", "", false},
+		{"the panel's owner re-asserted and bound: nothing to write",
+			membershipInputs{membership: membership(asOwner), user: user, grants: byUUID, clientUUID: client, client: acme,
+				state: panel.MembershipState{Association: &panel.Membership{Owner: true}, Binding: selfHere}},
+			v1.ReasonReconciled, "", "", false},
+		{"an owner of a client not granted at all is refused, whatever the panel holds",
+			membershipInputs{membership: membership(asOwner), user: user, grants: otherOnly, clientUUID: client, client: acme,
+				state: panel.MembershipState{Association: &panel.Membership{Owner: true}, Binding: self}},
+			v1.ReasonNotPermitted, "", "the client " + client, false},
 		{"ownership is taken where the policy allows it",
 			membershipInputs{membership: membership(asOwner), user: user, grants: owning, clientUUID: client, client: acme},
 			v1.ReasonReconciled, "write Updated", "", false},
@@ -365,6 +383,9 @@ func planSummary(p membershipPlan) string {
 		s := "write " + w.reason
 		if w.replacing != "" {
 			s += " replacing " + w.replacing
+		}
+		if w.want.KeepOwner {
+			s += " keeping the owner"
 		}
 		parts = append(parts, s)
 	}

@@ -307,3 +307,37 @@ func TestMembershipOfAClientOwnedFromTheNamespace(t *testing.T) {
 		t.Errorf("client_x_user = %s", got)
 	}
 }
+
+// Re-asserting the owner the panel already has needs no ownership grant (issue 15): in a
+// namespace granted the client but not its ownership, an owner membership of the user the panel
+// has as the client's owner (as kubectl puq import writes it) is Ready with no change to the
+// client's rows, while one that would make someone else owner is still refused.
+func TestExistingOwnerReassertedWithoutOwnershipGrant(t *testing.T) {
+	e := newEnv(t, asTenant())
+	acme, ownerUUID := e.ownedInThePanel("Acme Hosting Ltd")
+	e.policy("acme", v1.PanelAccessPolicySpec{Emails: []v1.EmailPattern{"*@example.com", "*@panel.test"},
+		Adoption: &v1.AdoptionGrant{Mode: v1.AdoptionModeIfEmailAllowed}, Clients: &v1.ClientGrant{UUIDs: []string{acme}}})
+	e.secret("acme-owner-password", map[string]string{"password": testPassword})
+	ownerUser := e.newUser("acme-owner", "acme@panel.test", adoptIfExists)
+	e.create(ownerUser)
+	if got := e.waitUser(ownerUser, v1.ReasonReconciled).Status.UUID; got != ownerUUID {
+		t.Fatalf("the User manages panel user %s, want the owner %s", got, ownerUUID)
+	}
+	e.readyUser("mallory")
+	before := e.clientRows(acme)
+
+	kept := e.membership("acme-owner-acme", "acme-owner", v1.ClientSelector{UUID: acme}, owner)
+	e.create(kept)
+	e.waitMembership(kept, v1.ReasonReconciled)
+	takeover := e.membership("takeover", "mallory", v1.ClientSelector{UUID: acme}, owner)
+	e.create(takeover)
+	if msg := readyMessage(e.waitMembership(takeover, v1.ReasonNotPermitted)); !strings.Contains(msg, "take ownership of client "+acme) {
+		t.Errorf("the takeover's message = %s", msg)
+	}
+	if after := e.clientRows(acme); after != before {
+		t.Errorf("the client's rows changed:\nbefore %s\nafter  %s", before, after)
+	}
+	if b, err := e.store.MembershipState(e.ctx(), ownerUUID, acme); err != nil || b.Binding == nil || b.Binding.Name != kept.Name {
+		t.Errorf("the owner's association is not bound to %s: %+v, %v", kept.Name, b.Binding, err)
+	}
+}

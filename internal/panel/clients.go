@@ -34,11 +34,18 @@ type UserClient struct {
 type Membership struct {
 	Owner       bool
 	Permissions []string
+	// KeepOwner, with Owner, asks only that the user stays the client's owner as the panel has it:
+	// ApplyMembership changes no client_x_user row and refuses (ErrRefused) when the user does not
+	// own the client. It re-asserts an existing owner for a namespace not granted ownership.
+	KeepOwner bool
 }
 
 // Satisfies reports whether the row m already is what ApplyMembership writes for want: the owner
 // with every permission, or a member with exactly want's permissions.
 func (m Membership) Satisfies(want Membership) bool {
+	if want.Owner && want.KeepOwner {
+		return m.Owner
+	}
 	if want.Owner {
 		return m.Owner && slices.Equal(m.Permissions, PermissionKeys)
 	}
@@ -227,6 +234,9 @@ func (s *Store) writeAssociation(ctx context.Context, tx *sql.Tx, userUUID, clie
 	}
 	if exists && current.Satisfies(want) {
 		return false, nil
+	}
+	if want.KeepOwner {
+		return false, fmt.Errorf("%w: the user no longer owns the client, and making it the owner is not granted", ErrRefused)
 	}
 	if want.Owner {
 		if !exists {

@@ -691,6 +691,27 @@ func TestMembershipsFollowThePanelsRules(t *testing.T) {
 		if got := perms(alice.UUID); got != all {
 			t.Errorf("previous owner keeps every key; got %s", got)
 		}
+		// KeepOwner re-asserts the owner the panel has, writing no row of the client, and never
+		// makes anyone owner: Alice, no longer owner, is refused with every row as it was.
+		rows := func() string {
+			var b strings.Builder
+			for _, u := range []string{alice.UUID, bob.UUID} {
+				for _, col := range []string{"owner", "permissions", "updated_at"} {
+					b.WriteString(f.str(t, "SELECT "+col+" FROM client_x_user WHERE user_uuid = ? AND client_uuid = ?", u, acme) + " ")
+				}
+			}
+			return b.String()
+		}
+		keep, before := panel.Membership{Owner: true, KeepOwner: true}, rows()
+		if changed, err := f.store.ApplyMembership(ctx, membershipOf(bob.UUID, acme), keep, ""); err != nil || changed {
+			t.Errorf("re-asserting the owner: changed %v, %v; want no change", changed, err)
+		}
+		if _, err := f.store.ApplyMembership(ctx, membershipOf(alice.UUID, acme), keep, ""); !errors.Is(err, panel.ErrRefused) {
+			t.Errorf("KeepOwner for a user who is not the owner: want ErrRefused, got %v", err)
+		}
+		if after := rows(); after != before {
+			t.Errorf("KeepOwner changed the client's rows:\nbefore %s\nafter  %s", before, after)
+		}
 		// The owner cannot be removed, nor lose the flag without a transfer, nor be deleted.
 		err = f.store.RemoveMembership(ctx, membershipOf(bob.UUID, acme))
 		if !errors.Is(err, panel.ErrRefused) || !strings.Contains(err.Error(), "Cannot remove owner") {
