@@ -429,3 +429,75 @@ func TestImportWithSecretsDirWritesOwnerOnlyFilesAndNothingToTheClusterOrThePane
 		t.Errorf("the import created %d of the operator's tables in the panel database, want none", tables)
 	}
 }
+
+// A panel user whose language is unset (never visited the client area) is skipped by default,
+// the report naming the flag; with --include-unset-language it is imported, the report says
+// applying writes language = en once, and applying writes exactly that: one changed users row
+// (its language) and one activity row, nothing else in any panel table.
+func TestImportOfAUserWithUnsetLanguageSaysTheOneWriteApplyingMakes(t *testing.T) {
+	ip := seedImportPanel(t)
+	e := startEnv(t, panel.Options{DSN: ip.p.DSN, PasswordFile: ip.p.PasswordFile}, ip.p.Root)
+	const created = "2025-11-02 10:00:00"
+	h, err := password.Hash("linen-Harbor-3-comet", 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nora := newUUID()
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{"INSERT INTO users (uuid, email, password, status, two_factor, disable, firstname, lastname, email_verified, " +
+			"phone_verified, language, created_at, updated_at) VALUES (?, 'nora@acme.io', ?, 'new', 0, 0, 'Nora', " +
+			"'Example', 1, 0, NULL, ?, ?)", []any{nora, h, created, created}},
+		{"INSERT INTO verifications (uuid, user_uuid, type, value, secret, device_name, verified, `default`, expires_at, " +
+			"created_at, updated_at) VALUES (?, ?, 'email', 'nora@acme.io', '483920', 'system', 1, 1, ?, ?, ?)",
+			[]any{newUUID(), nora, created, created, created}},
+	} {
+		if _, err := ip.p.Root.Exec(q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "users")
+	args := []string{"--kubeconfig", adminKubeconfig(t), "-n", e.ns, "--panel-dsn", ip.p.DSN, "--panel-password-file",
+		ip.p.PasswordFile, "--email", "nora@acme.io", "-o", dir}
+
+	report := runImport(t, args...)
+	if want := "nora@acme.io (" + nora + "): language is unset in the panel: applying would write language = en once"; !strings.Contains(report, want) ||
+		!strings.Contains(report, "--include-unset-language") || !strings.Contains(report, "Imported 0 users") {
+		t.Errorf("without the flag the report lacks %q and the flag's name:\n%s", want, report)
+	}
+
+	report = runImport(t, append(args, "--include-unset-language")...)
+	for _, want := range []string{"Imported 1 users", "applying writes 1 users their language once",
+		"nora@acme.io (" + nora + "): language = en"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("with --include-unset-language the report lacks %q:\n%s", want, report)
+		}
+	}
+	stats, activity := e.tableStatistics(), e.count("SELECT COUNT(*) FROM activity_logs WHERE model_uuid = ?", nora)
+	for _, o := range applyKustomization(t, e.kube(), dir) {
+		if o.GetKind() == "User" {
+			e.waitUser(&v1.User{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: o.GetName()}}, v1.ReasonReconciled)
+		}
+	}
+	e.settle()
+	if got := e.str("SELECT language FROM users WHERE uuid = ?", nora); got != "en" {
+		t.Errorf("nora's language = %q, want en", got)
+	}
+	if n := e.count("SELECT COUNT(*) FROM activity_logs WHERE model_uuid = ?", nora) - activity; n != 1 {
+		t.Errorf("%d activity rows for nora, want 1", n)
+	}
+	for table, st := range e.tableStatistics() {
+		want := int64(0)
+		switch {
+		case strings.HasPrefix(table, "puq_operator_"):
+			continue
+		case table == "users", table == "activity_logs":
+			want = 1
+		}
+		if d := st.changed - stats[table].changed; d != want {
+			t.Errorf("table %s: %d rows changed by applying, want %d", table, d, want)
+		}
+	}
+}

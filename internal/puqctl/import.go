@@ -39,6 +39,9 @@ type ImportOptions struct {
 
 	Languages       []string
 	DefaultLanguage string
+	// IncludeUnsetLanguage imports panel users whose language is unset, which applying gives the
+	// default language (one UPDATE and one activity row each); by default they are skipped.
+	IncludeUnsetLanguage bool
 	TOTPIssuer      string
 	TOTPDeviceName  string
 	HashCosts       password.CostRange
@@ -80,6 +83,9 @@ namespace's PanelAccessPolicies do not let it adopt, is reported and left out wh
 		"instead of creating them in the cluster")
 	fs.StringSliceVar(&o.Languages, "languages", []string{"en", "uk", "pl", "fr"}, "The operator's --languages")
 	fs.StringVar(&o.DefaultLanguage, "default-language", "", "The operator's --default-language")
+	fs.BoolVar(&o.IncludeUnsetLanguage, "include-unset-language", false, "Also import panel users whose language is "+
+		"unset (never visited the client area): applying writes them the default language once, one UPDATE and one "+
+		"activity row each, as the panel does at their first visit; reported per user")
 	fs.StringVar(&o.TOTPIssuer, "totp-issuer", "PUQcloud", "The operator's --totp-issuer (the issuer in the otpauth URL)")
 	fs.StringVar(&o.TOTPDeviceName, "totp-device-name", "", "The operator's --totp-device-name")
 	fs.IntVar(&o.HashCosts.Min, "password-hash-min-cost", password.DefaultCostRange.Min, "The operator's --password-hash-min-cost")
@@ -246,7 +252,7 @@ const snapshotBatch = 500
 // decide reads the selected users' snapshots in batches and plans each.
 func (o *ImportOptions) decide(ctx context.Context, store *panel.Store, namespace string, grants tenancy.Grants,
 	selected []*panel.Record) (importResult, error) {
-	rules := importRules{namespace: namespace, grants: grants, owners: map[string]bool{},
+	rules := importRules{namespace: namespace, grants: grants, owners: map[string]bool{}, includeUnsetLanguage: o.IncludeUnsetLanguage,
 		operator: controller.Options{Languages: o.Languages, DefaultLanguage: o.DefaultLanguage, HashCosts: o.HashCosts}}
 	for _, r := range selected {
 		for _, m := range r.Memberships {
@@ -294,6 +300,20 @@ func (o *ImportOptions) report(w io.Writer, namespace string, res importResult) 
 	}
 	for _, f := range res.removed {
 		_, _ = fmt.Fprintf(w, "Removed %s: its panel user is gone or no longer imported.\n", f)
+	}
+	var setsLanguage []*imported
+	for _, in := range res.users {
+		if in.setsLanguage != "" {
+			setsLanguage = append(setsLanguage, in)
+		}
+	}
+	if len(setsLanguage) > 0 {
+		_, _ = fmt.Fprintf(w, "Language unset in the panel, imported by --include-unset-language: applying writes %d "+
+			"users their language once (one UPDATE of users.language and one activity row each, as the panel's client "+
+			"area does at a person's first visit); nothing else of them changes:\n", len(setsLanguage))
+		for _, in := range setsLanguage {
+			_, _ = fmt.Fprintf(w, "  %s (%s): language = %s\n", in.record.Email, in.record.UUID, in.setsLanguage)
+		}
 	}
 	if len(res.skipped) == 0 {
 		return

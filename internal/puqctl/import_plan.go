@@ -26,6 +26,9 @@ type imported struct {
 	memberships []*v1.ClientMembership
 	// hash is the panel's password hash as stored; seed the authenticator seed ("" without TOTP).
 	hash, seed string
+	// setsLanguage is the language applying writes once, for a panel user whose language is
+	// unset (imported with --include-unset-language); "" when applying writes nothing.
+	setsLanguage string
 }
 
 // skipped is a panel user import leaves out, and why: each problem names the field and what the
@@ -43,6 +46,9 @@ type importRules struct {
 	// owners are the UUIDs of the selected panel users, by the clients they own: a policy granting
 	// clients by their owner (ownedFromNamespace) grants them when their owner is imported too.
 	owners map[string]bool
+	// includeUnsetLanguage imports a panel user whose language is unset although applying writes
+	// the default language (--include-unset-language).
+	includeUnsetLanguage bool
 }
 
 // The patterns of the User API (api/v1alpha1/user_types.go), checked here so that a user the
@@ -99,14 +105,28 @@ func planImport(rules importRules, r *panel.Record, snap *panel.Snapshot) (*impo
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: rules.namespace, Labels: importedLabel()},
 		Spec:       spec,
 	}
-	if diff := snap.Differences(controller.DesiredPanelUser(rules.operator, user, seed)); len(diff) > 0 {
+	desired := controller.DesiredPanelUser(rules.operator, user, seed)
+	diff := snap.Differences(desired)
+	setsLanguage := ""
+	if u.Language == "" && slices.Contains(diff, "language") {
+		// Unset in the panel (most people who never opened the client area): the operator writes
+		// the default, as the panel's client-area middleware does at the first visit.
+		diff = slices.DeleteFunc(diff, func(c string) bool { return c == "language" })
+		setsLanguage = desired.DefaultLanguage
+		if !rules.includeUnsetLanguage {
+			problem("language is unset in the panel: applying would write language = %s once (one UPDATE and one "+
+				"activity row, as the panel's client area does at the first visit); --include-unset-language imports it "+
+				"anyway", setsLanguage)
+		}
+	}
+	if len(diff) > 0 {
 		problem("the operator would rewrite %s: the panel holds a value the spec cannot say exactly", strings.Join(diff, ", "))
 	}
 	if err := rules.grants.Adoption(u.Email); err != nil {
 		problem("namespace %s may not adopt it: %v", rules.namespace, err)
 	}
 
-	out := &imported{record: r, user: user, hash: r.PasswordHash, seed: seed}
+	out := &imported{record: r, user: user, hash: r.PasswordHash, seed: seed, setsLanguage: setsLanguage}
 	for _, m := range r.Memberships {
 		cm, err := membership(rules, name, m)
 		if err != nil {

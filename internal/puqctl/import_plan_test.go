@@ -58,7 +58,9 @@ func TestImportReportsUsersTheSpecCannotSayExactly(t *testing.T) {
 		"a language the operator does not offer": func(r *panelRow) {
 			r.language, r.wantProblem = "de", `language "de" is not one of the operator's --languages (en, uk)`
 		},
-		"language unset while the operator would write one": func(r *panelRow) { r.language, r.wantProblem = nil, "would rewrite language" },
+		"language unset while the operator would write one": func(r *panelRow) {
+			r.language, r.wantProblem = nil, "language is unset in the panel: applying would write language = en once"
+		},
 		"no verification row for the email": func(r *panelRow) {
 			r.noEmailRow, r.wantProblem = true, "would rewrite emailVerification"
 		},
@@ -291,5 +293,64 @@ func TestImportDirectoryAppliesUsersBeforeTheirMemberships(t *testing.T) {
 	}
 	if got, want := strings.Join(kinds, " "), "User User User ClientMembership ClientMembership ClientMembership"; got != want {
 		t.Errorf("kustomize build gives %s, want %s", got, want)
+	}
+}
+
+// --include-unset-language imports a panel user whose language is unset, saying the language
+// applying writes; a user whose language is set writes none, and any other problem still skips.
+func TestImportIncludesUnsetLanguageOnlyWhenAsked(t *testing.T) {
+	hash, err := password.Hash("plum-Harbor-7-lantern", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants := tenancy.For([]v1.PanelAccessPolicy{{ObjectMeta: metav1.ObjectMeta{Name: "acme"},
+		Spec: v1.PanelAccessPolicySpec{Namespaces: v1.PolicyNamespaces{Names: []string{"tenant"}},
+			Emails: []v1.EmailPattern{"*@acme.io"}, Adoption: &v1.AdoptionGrant{Mode: v1.AdoptionModeIfEmailAllowed},
+			Clients: &v1.ClientGrant{UUIDs: []string{clientUUID}}, MaxPermissions: v1.AllPermissions}}}, "tenant", nil)
+	cases := []struct {
+		name         string
+		mutate       func(*panelRow)
+		include      bool
+		setsLanguage string // "-" when skipped
+	}{
+		{"unset, not asked: skipped", func(r *panelRow) { r.language = nil }, false, "-"},
+		{"unset, asked: imported writing the default", func(r *panelRow) { r.language = nil }, true, "uk"},
+		{"empty, asked: imported writing the default", func(r *panelRow) { r.language = "" }, true, "uk"},
+		{"set, asked: imported writing nothing", func(*panelRow) {}, true, ""},
+		{"unset and closed, asked: still skipped", func(r *panelRow) { r.language, r.status = nil, "closed" }, true, "-"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			row := goodRow()
+			row.hash = hash
+			c.mutate(&row)
+			ctx := context.Background()
+			store, err := panel.Open(ctx, panel.Options{DSN: "sqlite://" + filepath.Join(t.TempDir(), "panel.db")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = store.Close() }()
+			insertRow(t, store, row)
+			records, err := store.Records(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := &ImportOptions{Languages: []string{"en", "uk"}, DefaultLanguage: "uk", HashCosts: password.DefaultCostRange,
+				IncludeUnsetLanguage: c.include}
+			res, err := o.decide(ctx, store, "tenant", grants, o.selectRecords(records))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, why := "-", ""
+			if len(res.users) == 1 {
+				got = res.users[0].setsLanguage
+			}
+			for _, s := range res.skipped {
+				why += strings.Join(s.problems, "; ")
+			}
+			if got != c.setsLanguage {
+				t.Errorf("imported writing language %q (skipped because: %s), want %q", got, why, c.setsLanguage)
+			}
+		})
 	}
 }
