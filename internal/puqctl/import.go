@@ -42,9 +42,9 @@ type ImportOptions struct {
 	// IncludeUnsetLanguage imports panel users whose language is unset, which applying gives the
 	// default language (one UPDATE and one activity row each); by default they are skipped.
 	IncludeUnsetLanguage bool
-	TOTPIssuer      string
-	TOTPDeviceName  string
-	HashCosts       password.CostRange
+	TOTPIssuer           string
+	TOTPDeviceName       string
+	HashCosts            password.CostRange
 }
 
 // NewImportCommand returns `kubectl puq import`.
