@@ -125,19 +125,10 @@ func planMembership(in membershipInputs) (membershipPlan, outcome) {
 		return p, *stop
 	}
 	p.userUUID = in.user.Status.UUID
-	var keepOwner *outcome // the denial, when the plan re-asserts the panel's owner instead
-	if stop := checkClientGrant(in); stop != nil {
-		if !ownershipOnlyDenied(in) {
-			p.recheck = in.ownerRead
-			return p, *stop
-		}
-		if a := in.state.Association; in.client == nil || a == nil || !a.Owner {
-			// The client is granted, not its ownership; the panel's owner is read again every
-			// resync (one made the owner in the panel UI is then accepted).
-			p.recheck = true
-			return p, *stop
-		}
-		keepOwner = stop // the panel already has this user as the owner: nothing to grant
+	stop, keepOwner, recheck := decideGrant(in)
+	if stop != nil {
+		p.recheck = recheck
+		return p, *stop
 	}
 	if in.client == nil {
 		return p, waiting(v1.ReasonClientNotFound, "No panel client matches spec.client (%s); create it in the panel or fix the "+
@@ -252,6 +243,28 @@ func checkClientGrant(in membershipInputs) *outcome {
 	}
 	o := denied(err)
 	return &o
+}
+
+// decideGrant judges the client against the grants (checkClientGrant). stop is the denial the
+// membership waits on, recheck whether it rests on the panel's owner, read again every resync.
+// keepOwner is the denial when the namespace is granted the client but not its ownership and the
+// panel already has this user as the client's owner: the plan then re-asserts that owner
+// (panel.Membership.KeepOwner), which needs no grant, and the denial is the outcome should the
+// owner change before the write.
+func decideGrant(in membershipInputs) (stop, keepOwner *outcome, recheck bool) {
+	denied := checkClientGrant(in)
+	switch {
+	case denied == nil:
+		return nil, nil, false
+	case !ownershipOnlyDenied(in):
+		return denied, nil, in.ownerRead
+	}
+	if a := in.state.Association; in.client == nil || a == nil || !a.Owner {
+		// The client is granted, not its ownership: one made the owner in the panel UI later is
+		// accepted at a resync.
+		return denied, nil, true
+	}
+	return nil, denied, false
 }
 
 // ownershipOnlyDenied reports whether the grants refuse the membership only for asking for

@@ -459,12 +459,14 @@ func TestImportOfAUserWithUnsetLanguageSaysTheOneWriteApplyingMakes(t *testing.T
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "users")
-	args := []string{"--kubeconfig", adminKubeconfig(t), "-n", e.ns, "--panel-dsn", ip.p.DSN, "--panel-password-file",
-		ip.p.PasswordFile, "--email", "nora@acme.io", "-o", dir}
+	args := make([]string, 0, 14)
+	args = append(args, "--kubeconfig", adminKubeconfig(t), "-n", e.ns, "--panel-dsn", ip.p.DSN, "--panel-password-file",
+		ip.p.PasswordFile, "--email", "nora@acme.io", "-o", dir)
 
 	report := runImport(t, args...)
-	if want := "nora@acme.io (" + nora + "): language is unset in the panel: applying would write language = en once"; !strings.Contains(report, want) ||
-		!strings.Contains(report, "--include-unset-language") || !strings.Contains(report, "Imported 0 users") {
+	want := "nora@acme.io (" + nora + "): language is unset in the panel: applying would write language = en once"
+	if !strings.Contains(report, want) || !strings.Contains(report, "--include-unset-language") ||
+		!strings.Contains(report, "Imported 0 users") {
 		t.Errorf("without the flag the report lacks %q and the flag's name:\n%s", want, report)
 	}
 

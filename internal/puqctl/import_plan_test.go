@@ -270,8 +270,9 @@ func TestImportDirectoryKeepsUsersOutsideTheSelectionAndDropsThoseItSpeaksFor(t 
 // its User (each one that is waits once more, UserNotFound, and patches its status once more).
 func TestImportDirectoryAppliesUsersBeforeTheirMemberships(t *testing.T) {
 	dir := t.TempDir()
-	var users []*imported
-	for _, name := range []string{"zoe", "adam", "mia"} {
+	names := []string{"zoe", "adam", "mia"}
+	users := make([]*imported, 0, len(names))
+	for _, name := range names {
 		u := &v1.User{TypeMeta: metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "User"},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "tenant"}, Spec: v1.UserSpec{Email: name + "@acme.io"}}
 		m := &v1.ClientMembership{TypeMeta: metav1.TypeMeta{APIVersion: v1.GroupVersion.String(), Kind: "ClientMembership"},
@@ -287,7 +288,7 @@ func TestImportDirectoryAppliesUsersBeforeTheirMemberships(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kustomize build: %v", err)
 	}
-	var kinds []string
+	kinds := make([]string, 0, len(res.Resources()))
 	for _, r := range res.Resources() {
 		kinds = append(kinds, r.GetKind())
 	}

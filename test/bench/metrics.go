@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -166,7 +166,7 @@ func (s scrape) outcomes() string {
 			parts = append(parts, fmt.Sprintf("%s/%s %.0f", x.labels["kind"], x.labels["reason"], x.value))
 		}
 	}
-	sort.Strings(parts)
+	slices.Sort(parts)
 	return strings.Join(parts, ", ")
 }
 
@@ -187,7 +187,7 @@ func (s scrape) apiRequests() string {
 	for m := range by {
 		methods = append(methods, m)
 	}
-	sort.Strings(methods)
+	slices.Sort(methods)
 	parts := make([]string, 0, len(methods))
 	for _, m := range methods {
 		p := fmt.Sprintf("%s %.0f", m, by[m])
