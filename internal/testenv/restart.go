@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,10 +52,18 @@ func KillAPIServer(env *envtest.Environment) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := api.Stop(); err != nil {
-		return fmt.Errorf("cannot mark kube-apiserver stopped: %w", err)
+	// envtest's own wait reaps the process and then marks it exited; a Stop in between signals a
+	// process that is gone (ESRCH). Once it has marked it, Stop has nothing to signal.
+	for {
+		err := api.Stop()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.ESRCH) && !errors.Is(err, os.ErrProcessDone) || time.Now().After(deadline) {
+			return fmt.Errorf("cannot mark kube-apiserver stopped: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
 }
 
 // processWithArg is the ID of the one process named name that has arg on its command line.
