@@ -681,8 +681,22 @@ func reconciles(t *testing.T, name string) (done float64, idle bool) {
 // waitReconciles waits until the controller called name has finished n more reconciles and is idle.
 func (e *env) waitReconciles(name string, n int) {
 	e.t.Helper()
+	e.waitReconcilesSince(name, e.reconcilesDone(name), n)
+}
+
+// reconcilesDone is how many reconciles the env's controller called base has finished: read it
+// before an action whose reconcile may finish before waitReconcilesSince is called.
+func (e *env) reconcilesDone(base string) float64 {
+	e.t.Helper()
+	done, _ := reconciles(e.t, e.controller(base))
+	return done
+}
+
+// waitReconcilesSince waits until n more reconciles than start have finished and nothing is
+// queued or running.
+func (e *env) waitReconcilesSince(name string, start float64, n int) {
+	e.t.Helper()
 	name = e.controller(name)
-	start, _ := reconciles(e.t, name)
 	e.eventually(30*time.Second, func() string {
 		done, idle := reconciles(e.t, name)
 		if done-start < float64(n) || !idle {

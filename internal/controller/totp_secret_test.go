@@ -262,8 +262,9 @@ func TestUserWithoutTOTPReadsNoTOTPSecretWhenInSync(t *testing.T) {
 	for i := range 3 {
 		// An annotation change wakes the User (AnnotationChangedPredicate); the test's own client is
 		// not the manager's, so the updates are not counted.
+		start := e.reconcilesDone("user") // the reconcile may finish before the wait begins
 		update(e, u, func(o *v1.User) { o.SetAnnotations(map[string]string{"example.com/touch": strconv.Itoa(i)}) })
-		e.waitReconciles("user", 1)
+		e.waitReconcilesSince("user", start, 1)
 	}
 	after := apiRequests(t)
 	if d := after["GET"] - before["GET"]; d != 0 {
