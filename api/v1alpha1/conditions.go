@@ -54,6 +54,9 @@ const (
 	ReasonDuplicateMembership = "DuplicateMembership"
 	ReasonOwnerRemovalBlocked = "OwnerRemovalBlocked"
 	ReasonPanelRefused        = "PanelRefused"
+	// ReasonTOTPSecretConflict: the User's <name>-totp Secret exists and is neither the User's
+	// nor an unowned one kubectl puq import made; the operator cannot issue the seed there.
+	ReasonTOTPSecretConflict = "TOTPSecretConflict"
 	// ReasonNotPermitted: no PanelAccessPolicy selecting the namespace grants what the object asks.
 	ReasonNotPermitted = "NotPermitted"
 	// ReasonInvalidSelector: a PanelAccessPolicy's namespace selector cannot be parsed; it grants

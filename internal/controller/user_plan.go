@@ -352,7 +352,7 @@ func planTOTP(f userFacts, d *panel.DesiredUser, p *userPlan) (*outcome, bool) {
 		case !t.read:
 			return nil, true
 		case t.exists && !t.owned && (!t.imported || t.seed == ""):
-			stop := waiting("TOTPSecretConflict", "Secret %s/%s exists and is not owned by this User; rename or delete it so the "+
+			stop := waiting(v1.ReasonTOTPSecretConflict, "Secret %s/%s exists and is not owned by this User; rename or delete it so the "+
 				"operator can issue the authenticator seed there.", user.Namespace, name)
 			return &stop, false
 		case t.exists && t.seed != "":

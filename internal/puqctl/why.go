@@ -19,10 +19,6 @@ import (
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 )
 
-// reasonTOTPSecretConflict is the reason the User controller stalls with when <user>-totp is
-// someone else's Secret (internal/controller planTOTP); it has no constant in api/v1alpha1.
-const reasonTOTPSecretConflict = "TOTPSecretConflict"
-
 // The troubleshooting questions of the panel's admin guide, and two the operator adds.
 const (
 	qLogin     = "Cannot log in"
@@ -38,14 +34,14 @@ var questions = []string{qLogin, qClients, qTwoFactor, qDuplicate, qPolicy, qSec
 // reasonQuestion files each User condition reason under the question it answers; a reason not
 // listed answers "Cannot log in" (the panel user is not what the spec says).
 var reasonQuestion = map[string]string{
-	v1.ReasonDuplicateEmail:    qDuplicate,
-	v1.ReasonEmailTakenInPanel: qDuplicate,
-	v1.ReasonBoundElsewhere:    qDuplicate,
-	v1.ReasonDuplicatePhone:    qDuplicate,
-	v1.ReasonNotPermitted:      qPolicy,
-	v1.ReasonSecretNotFound:    qSecret,
-	v1.ReasonSecretKeyMissing:  qSecret,
-	reasonTOTPSecretConflict:   qTwoFactor,
+	v1.ReasonDuplicateEmail:     qDuplicate,
+	v1.ReasonEmailTakenInPanel:  qDuplicate,
+	v1.ReasonBoundElsewhere:     qDuplicate,
+	v1.ReasonDuplicatePhone:     qDuplicate,
+	v1.ReasonNotPermitted:       qPolicy,
+	v1.ReasonSecretNotFound:     qSecret,
+	v1.ReasonSecretKeyMissing:   qSecret,
+	v1.ReasonTOTPSecretConflict: qTwoFactor,
 }
 
 // eventsShown is how many of the User's latest events why prints.
@@ -271,7 +267,7 @@ func (d *diagnosis) twoFactor(in whyInput, ready *metav1.Condition) {
 		switch {
 		case in.totpSecret.known && !in.totpSecret.exists:
 			d.add(qTwoFactor, "Secret %s%s does not exist: the operator issues it at its next reconcile.", u.Name, totpSecretSuffix)
-		case in.totpSecret.known && !in.totpSecret.operatorIssued && ready != nil && ready.Reason != reasonTOTPSecretConflict:
+		case in.totpSecret.known && !in.totpSecret.operatorIssued && ready != nil && ready.Reason != v1.ReasonTOTPSecretConflict:
 			d.add(qTwoFactor, "Secret %s%s was not issued by the operator for this User: rename or delete it so the operator "+
 				"can issue the authenticator seed there.", u.Name, totpSecretSuffix)
 		}

@@ -98,7 +98,7 @@ func TestWhyOfA2FALockoutNamesTheForeignTOTPSecretAndTheUnverifiedEmail(t *testi
 		"can issue the authenticator seed there."
 	tom := user(t, ns, "tom", v1.UserSpec{Email: "tom@example.com", TwoFactor: totpOn},
 		&v1.UserStatus{UUID: "0b6f4f52-6c1e-4d8e-9a43-0000000000c6", PanelStatus: "ACTIVE", TwoFactor: "Disabled",
-			Conditions: stalled(reasonTOTPSecretConflict, conflict)})
+			Conditions: stalled(v1.ReasonTOTPSecretConflict, conflict)})
 	passwordSecret(t, tom)
 	totpSecretFor(t, tom, false)
 	golden(t, "why-2fa-totp-conflict", mustRun(t, ns, NewWhyCommand, "tom"))
