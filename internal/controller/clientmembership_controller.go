@@ -405,7 +405,7 @@ func (r *ClientMembershipReconciler) peersOfClient(ctx context.Context, o client
 // younger or gone holder to an older one, and a younger owner claim waits for m (so no transfer
 // takes m's user's ownership away); a Ready m wrote its association already.
 func peerSettled(m, changed *v1.ClientMembership) bool {
-	return m.DeletionTimestamp.IsZero() && readyReconciled(m.Status.Conditions) &&
+	return m.DeletionTimestamp.IsZero() && IsReadyReason(m.Status.Conditions, v1.ReasonReconciled) &&
 		m.Status.ObservedGeneration == m.Generation && OlderThan(m.ObjectMeta, changed.ObjectMeta)
 }
 

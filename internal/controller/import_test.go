@@ -19,8 +19,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
@@ -28,6 +26,7 @@ import (
 	"github.com/puqcloud/puq-user-operator/internal/password"
 	"github.com/puqcloud/puq-user-operator/internal/puqctl"
 	"github.com/puqcloud/puq-user-operator/internal/testdb"
+	"github.com/puqcloud/puq-user-operator/internal/testenv"
 	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
@@ -210,28 +209,14 @@ func readTree(t *testing.T, dir string) map[string][]byte {
 // `kubectl apply -k` would on a fresh namespace.
 func applyKustomization(t *testing.T, c client.Client, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	objs, err := testenv.Kustomize(dir)
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
+		t.Fatal(err)
 	}
-	objs := make([]*unstructured.Unstructured, 0, len(res.Resources()))
-	for _, r := range res.Resources() {
-		y, err := r.AsYAML()
-		if err != nil {
-			t.Fatal(err)
-		}
-		j, err := yaml.YAMLToJSON(y)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(j); err != nil {
-			t.Fatal(err)
-		}
+	for _, u := range objs {
 		if err := c.Create(context.Background(), u); err != nil {
 			t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
 		}
-		objs = append(objs, u)
 	}
 	return objs
 }

@@ -178,9 +178,9 @@ func (r *UserReconciler) issueTOTPSecret(ctx context.Context, user *v1.User) (st
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: user.Namespace, Name: name,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "puq-user-operator"}},
+			Labels: map[string]string{totp.ManagedByLabel: totp.IssuedBy}},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{"secret": []byte(key.Secret), "otpauth-url": []byte(key.URL), "qr.png": key.QRPNG},
+		Data: key.SecretData(),
 	}
 	if err := controllerutil.SetControllerReference(user, secret, r.Scheme()); err != nil {
 		return "", err

@@ -28,6 +28,7 @@ import (
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
 // UserFinalizer keeps a User until its panel user is deleted, disabled or released.
@@ -359,7 +360,7 @@ func desiredFields(o Options, user *v1.User) panel.DesiredUser {
 	return d
 }
 
-func totpSecretName(user *v1.User) string { return user.Name + "-totp" }
+func totpSecretName(user *v1.User) string { return totp.SecretName(user.Name) }
 
 // deleteTOTPSecret deletes the User's TOTP Secret when this User controls it: a Secret of that
 // name made by someone else is left as it is. The delete is conditional on the UID read, so a

@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
 // locate is panel.Store.Locate; a variable so a test can make it fail.
@@ -160,5 +161,5 @@ func (r *UserReconciler) gatherTOTP(ctx context.Context, user *v1.User) (totpFac
 	}
 	owned := metav1.IsControlledBy(secret, user)
 	imported := !owned && metav1.GetControllerOf(secret) == nil && secret.Labels[v1.LabelImported] == "true"
-	return totpFacts{read: true, exists: true, owned: owned, imported: imported, seed: string(secret.Data["secret"])}, nil
+	return totpFacts{read: true, exists: true, owned: owned, imported: imported, seed: string(secret.Data[totp.SecretKeySeed])}, nil
 }

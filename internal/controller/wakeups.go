@@ -1,8 +1,6 @@
 package controller
 
 import (
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -30,7 +28,7 @@ func userWakesMemberships() predicate.Predicate {
 		}
 		return oldU.Generation != newU.Generation || oldU.UID != newU.UID ||
 			!oldU.DeletionTimestamp.Equal(newU.DeletionTimestamp) || oldU.Status.UUID != newU.Status.UUID ||
-			readyReconciled(oldU.Status.Conditions) != readyReconciled(newU.Status.Conditions)
+			IsReadyReason(oldU.Status.Conditions, v1.ReasonReconciled) != IsReadyReason(newU.Status.Conditions, v1.ReasonReconciled)
 	}}
 }
 
@@ -54,7 +52,8 @@ func membershipWakesUser() predicate.Predicate {
 			if !oldM.DeletionTimestamp.Equal(newM.DeletionTimestamp) || oldM.Spec.UserRef != newM.Spec.UserRef {
 				return true
 			}
-			wasReady, isReady := readyReconciled(oldM.Status.Conditions), readyReconciled(newM.Status.Conditions)
+			wasReady := IsReadyReason(oldM.Status.Conditions, v1.ReasonReconciled)
+			isReady := IsReadyReason(newM.Status.Conditions, v1.ReasonReconciled)
 			return wasReady != isReady || isReady && (oldM.Status.ObservedGeneration != newM.Status.ObservedGeneration ||
 				oldM.Status.ClientUUID != newM.Status.ClientUUID || oldM.Status.UserUUID != newM.Status.UserUUID)
 		},
@@ -80,13 +79,7 @@ func membershipWakesPeers() predicate.Predicate {
 				oldM.Status.UserUUID != newM.Status.UserUUID || oldM.Status.ClientUUID != newM.Status.ClientUUID ||
 				oldM.Status.ObservedGeneration != newM.Status.ObservedGeneration ||
 				IsReadyReason(oldM.Status.Conditions, v1.ReasonNotPermitted) != IsReadyReason(newM.Status.Conditions, v1.ReasonNotPermitted) ||
-				readyReconciled(oldM.Status.Conditions) != readyReconciled(newM.Status.Conditions)
+				IsReadyReason(oldM.Status.Conditions, v1.ReasonReconciled) != IsReadyReason(newM.Status.Conditions, v1.ReasonReconciled)
 		},
 	}
-}
-
-// readyReconciled reports whether conds say Ready with reason Reconciled.
-func readyReconciled(conds []metav1.Condition) bool {
-	c := meta.FindStatusCondition(conds, v1.ConditionReady)
-	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == v1.ReasonReconciled
 }

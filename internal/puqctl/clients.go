@@ -86,17 +86,9 @@ func (o *clientsOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.f.Client()
+	c, user, err := o.f.User(ctx, name)
 	if err != nil {
 		return err
-	}
-	ns, err := o.f.Namespace()
-	if err != nil {
-		return err
-	}
-	user := &v1.User{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, user); err != nil {
-		return fmt.Errorf("cannot read User %s/%s: %w", ns, name, err)
 	}
 	memberships, err := membershipsOf(ctx, c, user)
 	if err != nil {

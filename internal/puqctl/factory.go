@@ -1,6 +1,7 @@
 package puqctl
 
 import (
+	"context"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -43,6 +44,23 @@ func (f *Factory) Client() (client.Client, error) {
 		return nil, fmt.Errorf("cannot build a client: %w", err)
 	}
 	return c, nil
+}
+
+// User reads the User named name in the namespace of -n, with the client it used.
+func (f *Factory) User(ctx context.Context, name string) (client.Client, *panelv1alpha1.User, error) {
+	c, err := f.Client()
+	if err != nil {
+		return nil, nil, err
+	}
+	ns, err := f.Namespace()
+	if err != nil {
+		return nil, nil, err
+	}
+	user := &panelv1alpha1.User{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, user); err != nil {
+		return nil, nil, fmt.Errorf("cannot read User %s/%s: %w", ns, name, err)
+	}
+	return c, user, nil
 }
 
 // Namespace returns the namespace from -n, else the kubeconfig context's, else "default".

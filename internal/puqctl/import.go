@@ -18,6 +18,7 @@ import (
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
 	"github.com/puqcloud/puq-user-operator/internal/tenancy"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
 // ImportOptions are the flags of `kubectl puq import`.
@@ -347,8 +348,8 @@ func secretsOf(issuer string, in *imported) ([]*corev1.Secret, error) {
 		}
 		out = append(out, &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: meta(in.user.Name + "-totp"), Type: corev1.SecretTypeOpaque,
-			Data: map[string][]byte{"secret": []byte(key.Secret), "otpauth-url": []byte(key.URL), "qr.png": key.QRPNG},
+			ObjectMeta: meta(totp.SecretName(in.user.Name)), Type: corev1.SecretTypeOpaque,
+			Data: key.SecretData(),
 		})
 	}
 	return out, nil

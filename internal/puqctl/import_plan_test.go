@@ -9,13 +9,12 @@ import (
 
 	"github.com/google/uuid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
 	"github.com/puqcloud/puq-user-operator/internal/panel"
 	"github.com/puqcloud/puq-user-operator/internal/password"
 	"github.com/puqcloud/puq-user-operator/internal/tenancy"
+	"github.com/puqcloud/puq-user-operator/internal/testenv"
 )
 
 // panelRow is one users row and what hangs off it, as a test writes it into an SQLite panel.
@@ -284,13 +283,13 @@ func TestImportDirectoryAppliesUsersBeforeTheirMemberships(t *testing.T) {
 	if _, err := writeDirectory(dir, "tenant", users, all, all); err != nil {
 		t.Fatal(err)
 	}
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	objs, err := testenv.Kustomize(dir)
 	if err != nil {
-		t.Fatalf("kustomize build: %v", err)
+		t.Fatal(err)
 	}
-	kinds := make([]string, 0, len(res.Resources()))
-	for _, r := range res.Resources() {
-		kinds = append(kinds, r.GetKind())
+	kinds := make([]string, 0, len(objs))
+	for _, o := range objs {
+		kinds = append(kinds, o.GetKind())
 	}
 	if got, want := strings.Join(kinds, " "), "User User User ClientMembership ClientMembership ClientMembership"; got != want {
 		t.Errorf("kustomize build gives %s, want %s", got, want)

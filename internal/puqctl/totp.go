@@ -16,15 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
-)
-
-// The TOTP Secret as the operator issues it (internal/controller issueTOTPSecret): named
-// <user>-totp, labelled managed-by the operator, controlled by the User, holding the otpauth URL.
-const (
-	totpSecretSuffix = "-totp"
-	managedByLabel   = "app.kubernetes.io/managed-by"
-	operatorName     = "puq-user-operator"
-	otpauthURLKey    = "otpauth-url"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
 type totpOptions struct {
@@ -64,24 +56,17 @@ func (o *totpOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.f.Client()
+	c, user, err := o.f.User(ctx, name)
 	if err != nil {
 		return err
 	}
-	ns, err := o.f.Namespace()
-	if err != nil {
-		return err
-	}
-	user := &v1.User{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, user); err != nil {
-		return fmt.Errorf("cannot read User %s/%s: %w", ns, name, err)
-	}
+	ns := user.Namespace
 	if !user.Spec.TwoFactor.Enabled || user.Spec.TwoFactor.Method != v1.TwoFactorMethodTOTP {
 		return fmt.Errorf("nothing to show: User %s/%s does not use an authenticator app (spec.twoFactor is not enabled with method TOTP): "+
 			"the operator issued no seed for it", ns, name)
 	}
 	secret := &corev1.Secret{}
-	key := client.ObjectKey{Namespace: ns, Name: name + totpSecretSuffix}
+	key := client.ObjectKey{Namespace: ns, Name: totp.SecretName(name)}
 	if err := c.Get(ctx, key, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("no seed yet: Secret %s/%s does not exist: the operator issues it; see `kubectl puq why %s`", ns, key.Name, name)
@@ -102,9 +87,10 @@ func (o *totpOptions) run(ctx context.Context, name string) error {
 // notOperatorIssued says why a Secret is not the operator-issued seed of user, or "" when it
 // is: the operator's label (or the label of kubectl puq import, whose seed the operator adopted),
 // and the User as its controller (the only seed the operator writes to the panel).
-func notOperatorIssued(secret *corev1.Secret, user *v1.User) string {
-	if secret.Labels[managedByLabel] != operatorName && secret.Labels[v1.LabelImported] != "true" {
-		return fmt.Sprintf("it has no label %s=%s (nor %s=true)", managedByLabel, operatorName, v1.LabelImported)
+func notOperatorIssued(secret metav1.Object, user *v1.User) string {
+	labels := secret.GetLabels()
+	if labels[totp.ManagedByLabel] != totp.IssuedBy && labels[v1.LabelImported] != "true" {
+		return fmt.Sprintf("it has no label %s=%s (nor %s=true)", totp.ManagedByLabel, totp.IssuedBy, v1.LabelImported)
 	}
 	if !metav1.IsControlledBy(secret, user) {
 		return "it is not controlled by the User"
@@ -115,10 +101,10 @@ func notOperatorIssued(secret *corev1.Secret, user *v1.User) string {
 // show prints the enrolment to the terminal, and the warning to stderr, where a redirect of the
 // output to a file still shows it.
 func (o *totpOptions) show(user *v1.User, secret *corev1.Secret, colored bool) error {
-	url := strings.TrimSpace(string(secret.Data[otpauthURLKey]))
+	url := strings.TrimSpace(string(secret.Data[totp.SecretKeyURL]))
 	if url == "" {
 		return fmt.Errorf("cannot show the seed: Secret %s/%s has no key %q; reset it with `kubectl puq totp %s --reset`",
-			secret.Namespace, secret.Name, otpauthURLKey, user.Name)
+			secret.Namespace, secret.Name, totp.SecretKeyURL, user.Name)
 	}
 	code, err := qrModules(url)
 	if err != nil {

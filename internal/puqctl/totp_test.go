@@ -25,6 +25,7 @@ import (
 	"github.com/puqcloud/puq-user-operator/internal/password"
 	"github.com/puqcloud/puq-user-operator/internal/testdb"
 	"github.com/puqcloud/puq-user-operator/internal/testenv"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
 // decodeQR reads back the code renderQR drew without colour: each character is two modules,
@@ -74,7 +75,7 @@ func TestTOTPPrintsTheIssuedURLAndAQRCodeOfIt(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	url := string(s.Data[otpauthURLKey])
+	url := string(s.Data[totp.SecretKeyURL])
 	if !strings.HasSuffix(r.out, "\n"+url+"\n") {
 		t.Fatalf("the output does not end with the Secret's otpauth URL:\n%s", r.out)
 	}
@@ -287,7 +288,7 @@ func TestTOTPResetMakesTheOperatorIssueAFreshSeedAndTheOldCodeNoLongerLogsIn(t *
 	if res := login(oldSeed, at); res.OK {
 		t.Error("after the reset, the old authenticator still logs in")
 	}
-	if shown := mustRun(t, ns, NewTOTPCommand, "jane"); !strings.Contains(shown, string(fresh.Data[otpauthURLKey])) {
+	if shown := mustRun(t, ns, NewTOTPCommand, "jane"); !strings.Contains(shown, string(fresh.Data[totp.SecretKeyURL])) {
 		t.Error("totp does not show the new seed's URL after the reset")
 	}
 	if err := k8s.Get(ctx, key, &corev1.Secret{}); apierrors.IsNotFound(err) {

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
 // The troubleshooting questions of the panel's admin guide, and two the operator adds.
@@ -96,18 +97,12 @@ func (o *whyOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.f.Client()
+	c, user, err := o.f.User(ctx, name)
 	if err != nil {
 		return err
 	}
-	ns, err := o.f.Namespace()
-	if err != nil {
-		return err
-	}
-	in := whyInput{user: &v1.User{}, now: time.Now()}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, in.user); err != nil {
-		return fmt.Errorf("cannot read User %s/%s: %w", ns, name, err)
-	}
+	ns := user.Namespace
+	in := whyInput{user: user, now: time.Now()}
 	if in.memberships, err = membershipsOf(ctx, c, in.user); err != nil {
 		return err
 	}
@@ -120,7 +115,7 @@ func (o *whyOptions) run(ctx context.Context, name string) error {
 	if in.password, err = secretMeta(ctx, c, ns, in.user.Spec.PasswordSecretRef.Name, nil); err != nil {
 		return err
 	}
-	if in.totpSecret, err = secretMeta(ctx, c, ns, in.user.Name+totpSecretSuffix, in.user); err != nil {
+	if in.totpSecret, err = secretMeta(ctx, c, ns, totp.SecretName(in.user.Name), in.user); err != nil {
 		return err
 	}
 	return writeDiagnosis(o.f.IOStreams.Out, in, diagnose(in), color)
@@ -142,7 +137,7 @@ func secretMeta(ctx context.Context, c client.Client, ns, name string, user *v1.
 	}
 	p := secretPresence{known: true, exists: true}
 	if user != nil {
-		p.operatorIssued = m.Labels[managedByLabel] == operatorName && metav1.IsControlledBy(m, user)
+		p.operatorIssued = notOperatorIssued(m, user) == ""
 	}
 	return p, nil
 }
@@ -266,10 +261,10 @@ func (d *diagnosis) twoFactor(in whyInput, ready *metav1.Condition) {
 	case tf.Enabled && tf.Method == v1.TwoFactorMethodTOTP:
 		switch {
 		case in.totpSecret.known && !in.totpSecret.exists:
-			d.add(qTwoFactor, "Secret %s%s does not exist: the operator issues it at its next reconcile.", u.Name, totpSecretSuffix)
+			d.add(qTwoFactor, "Secret %s does not exist: the operator issues it at its next reconcile.", totp.SecretName(u.Name))
 		case in.totpSecret.known && !in.totpSecret.operatorIssued && ready != nil && ready.Reason != v1.ReasonTOTPSecretConflict:
-			d.add(qTwoFactor, "Secret %s%s was not issued by the operator for this User: rename or delete it so the operator "+
-				"can issue the authenticator seed there.", u.Name, totpSecretSuffix)
+			d.add(qTwoFactor, "Secret %s was not issued by the operator for this User: rename or delete it so the operator "+
+				"can issue the authenticator seed there.", totp.SecretName(u.Name))
 		}
 		d.fine[qTwoFactor] = fmt.Sprintf("Authenticator app (TOTP). Show the enrolment again: kubectl puq totp %s. Lost "+
 			"device: kubectl puq totp %s --reset issues a new seed (the old one stops working).", u.Name, u.Name)

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/puqcloud/puq-user-operator/api/v1alpha1"
+	"github.com/puqcloud/puq-user-operator/internal/totp"
 )
 
 // passwordSecret creates the User's password Secret.
@@ -22,12 +23,12 @@ func passwordSecret(t *testing.T, u *v1.User) {
 // someone else made it.
 func totpSecretFor(t *testing.T, u *v1.User, issued bool) *corev1.Secret {
 	t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: u.Namespace, Name: u.Name + totpSecretSuffix},
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: u.Namespace, Name: totp.SecretName(u.Name)},
 		Data: map[string][]byte{"secret": []byte("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
-			otpauthURLKey: []byte("otpauth://totp/PUQcloud:" + u.Spec.Email +
+			totp.SecretKeyURL: []byte("otpauth://totp/PUQcloud:" + u.Spec.Email +
 				"?algorithm=SHA1&digits=6&issuer=PUQcloud&period=30&secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")}}
 	if issued {
-		s.Labels = map[string]string{managedByLabel: operatorName}
+		s.Labels = map[string]string{totp.ManagedByLabel: totp.IssuedBy}
 		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1.GroupVersion.String(), Kind: "User", Name: u.Name, UID: u.UID,
 			Controller: new(true)}}
 	}

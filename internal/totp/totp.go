@@ -65,3 +65,26 @@ func keyOf(k *otp.Key) (Key, error) {
 	}
 	return Key{Secret: k.Secret(), URL: k.URL(), QRPNG: buf.Bytes()}, nil
 }
+
+// The Secret a User's seed is kept in, `<user>-totp`: its data keys and the label of the Secrets
+// the operator issues. The operator issues and reads it, kubectl puq import writes one from the
+// panel's seed, and kubectl puq totp shows and resets it: one form for all.
+const (
+	// SecretKeySeed is the base32 seed.
+	SecretKeySeed = "secret"
+	// SecretKeyURL is the otpauth:// URL.
+	SecretKeyURL = "otpauth-url"
+	// SecretKeyQR is the PNG QR code of the URL.
+	SecretKeyQR = "qr.png"
+	// ManagedByLabel, set to IssuedBy, marks a Secret the operator issued.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	IssuedBy       = "puq-user-operator"
+)
+
+// SecretName is the name of the TOTP Secret of the User named user.
+func SecretName(user string) string { return user + "-totp" }
+
+// SecretData is the data of a TOTP Secret holding k.
+func (k Key) SecretData() map[string][]byte {
+	return map[string][]byte{SecretKeySeed: []byte(k.Secret), SecretKeyURL: []byte(k.URL), SecretKeyQR: k.QRPNG}
+}
